@@ -1,0 +1,851 @@
+"""`HierarchicalAllocator`: Mesos's hierarchical DRF allocator as a synchronous object.
+
+The master core calls it directly; it keeps no timer of its own and no copy of the
+master's state, only what allocation needs (agents' totals and holdings, frameworks'
+roles and filters, role weights and quota). `allocate(now)` runs one allocation pass
+(the agents that changed since the last pass, or all of them) and returns the offers
+to make as `OfferDecision`s, each saying why it was made.
+
+The pass follows Mesos 1.9+ (hierarchical.cpp): agents in seeded random order; stage 1
+satisfies quota guarantees, stage 2 shares the rest by DRF; both hold back headroom
+for unsatisfied guarantees and cap roles at their quota limits.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import NamedTuple
+
+from agora.core.allocator.filters import FilterGroup, RoleFilters
+from agora.core.allocator.options import AllocatorOptions, refuse_duration_s
+from agora.core.allocator.quota import Quota, RoleTree, quota_scalars, validate_quota
+from agora.core.allocator.sorter import DRFSorter
+from agora.core.allocator.state import (
+    AgentProfile,
+    AllocAgent,
+    AllocFramework,
+    Capability,
+    FrameworkProfile,
+)
+from agora.core.errors import AgoraError
+from agora.core.operations import Conversion
+from agora.core.quantities import EMPTY_QUANTITIES, Quantities
+from agora.core.resource_meta import ResourceMeta
+from agora.core.resources import EMPTY, Resources
+from agora.core.values import Kind
+
+
+class AllocatorError(AgoraError, ValueError):
+    """The master asked for something inconsistent (unknown agent, resources not held)."""
+
+
+class Stage(StrEnum):
+    QUOTA_GUARANTEE = "quota-guarantee"
+    FAIR_SHARE = "fair-share"
+
+
+class OfferDecision(NamedTuple):
+    """One offer to make: `resources` (tagged with `role`) of `agent_id` to a framework."""
+
+    framework_id: str
+    role: str
+    agent_id: str
+    resources: Resources
+    stage: Stage
+    role_share: float
+    framework_share: float
+
+    def why(self) -> str:
+        if self.stage is Stage.QUOTA_GUARANTEE:
+            return f"role {self.role!r} is below its quota guarantee"
+        return (
+            f"role {self.role!r} had the lowest weighted DRF share ({self.role_share:.4f}) "
+            f"and the framework the lowest within it ({self.framework_share:.4f})"
+        )
+
+
+def _stripper(strip_shared: bool, strip_revocable: bool, strip_refined: bool):  # type: ignore[no-untyped-def]
+    def keep(m: ResourceMeta) -> bool:
+        return not (
+            (strip_shared and m.shared)
+            or (strip_revocable and m.revocable)
+            or (strip_refined and len(m.reservations) > 1)
+        )
+
+    return keep
+
+
+def _fixed_part(m: ResourceMeta) -> bool:
+    """Never limited by quota or headroom: reservations, non-scalars, revocable."""
+    return bool(m.reservations) or m.kind is not Kind.SCALAR or m.revocable
+
+
+def _quota_part(m: ResourceMeta) -> bool:
+    return not m.reservations and m.kind is Kind.SCALAR and not m.revocable
+
+
+def _in_any(framework_id: str, groups: list[FilterGroup]) -> bool:
+    # A plain loop: any() with a generator costs more on this per-framework hot path.
+    for group in groups:  # noqa: SIM110
+        if framework_id in group:
+            return True
+    return False
+
+
+class _Pass:
+    """Scratch state of one allocation pass."""
+
+    __slots__ = ("now", "decisions", "offered_shared", "quota_on", "required", "headroom")
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.decisions: list[OfferDecision] = []
+        self.offered_shared: dict[str, Resources] = {}
+        self.quota_on = False
+        self.required: dict[str, int] = {}
+        self.headroom: dict[str, int] = {}
+
+
+_SorterUpdate = tuple[str, str, Quantities]  # framework id, role, scalar quantities
+
+
+class HierarchicalAllocator:
+    def __init__(
+        self, options: AllocatorOptions | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.options = options or AllocatorOptions()
+        self._rng = rng if rng is not None else random.Random(0)
+        self._frameworks: dict[str, AllocFramework] = {}
+        self._agents: dict[str, AllocAgent] = {}
+        self._roles = RoleTree()
+        excluded = self.options.fairness_excluded_names
+        self._role_sorter = DRFSorter(excluded)
+        self._fw_sorters: dict[str, DRFSorter] = {}
+        self._tracked: dict[str, set[str]] = {}  # role -> frameworks tracked under it
+        self._total = EMPTY_QUANTITIES  # cluster scalar total (sorter denominators)
+        self._candidates: dict[str, None] = {}
+        self._full_pass_pending = False
+        self._expiry_intern: dict[float, float] = {}
+        self.allocation_runs = 0
+
+    # =============================================================== queries
+
+    def framework_ids(self) -> list[str]:
+        return list(self._frameworks)
+
+    def agent_ids(self) -> list[str]:
+        return list(self._agents)
+
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
+    def has_framework(self, framework_id: str) -> bool:
+        return framework_id in self._frameworks
+
+    def available(self, agent_id: str) -> Resources:
+        return self._agents[agent_id].available
+
+    def total(self, agent_id: str) -> Resources:
+        return self._agents[agent_id].total
+
+    def holdings(self, agent_id: str) -> dict[str, Resources]:
+        return dict(self._agents[agent_id].holdings)
+
+    def framework(self, framework_id: str) -> AllocFramework:
+        return self._frameworks[framework_id]
+
+    def agent(self, agent_id: str) -> AllocAgent:
+        return self._agents[agent_id]
+
+    def roles(self) -> RoleTree:
+        return self._roles
+
+    def role_share(self, role: str) -> float:
+        return self._role_sorter.share(role) if role in self._role_sorter else 0.0
+
+    def framework_share(self, framework_id: str, role: str) -> float:
+        sorter = self._fw_sorters.get(role)
+        if sorter is None or framework_id not in sorter:
+            return 0.0
+        return sorter.share(framework_id)
+
+    def cluster_total(self) -> Quantities:
+        return self._total
+
+    def pending(self) -> bool:
+        """True when an event asked for an allocation that has not run yet."""
+        return self._full_pass_pending or bool(self._candidates)
+
+    def request_full_pass(self) -> None:
+        self._full_pass_pending = True
+
+    def filter_count(self, role: str | None = None) -> int:
+        return sum(
+            len(rf)
+            for agent in self._agents.values()
+            for r, rf in agent.filters.items()
+            if role is None or r == role
+        )
+
+    # ============================================================ frameworks
+
+    def add_framework(
+        self,
+        framework_id: str,
+        profile: FrameworkProfile,
+        active: bool = True,
+        used: Mapping[str, Resources] | None = None,
+    ) -> None:
+        if framework_id in self._frameworks:
+            raise AllocatorError(f"framework {framework_id} is already known to the allocator")
+        fw = AllocFramework(framework_id, profile, active)
+        self._frameworks[framework_id] = fw
+        for role in sorted(profile.roles):
+            self._track(framework_id, role)
+        self._refresh_activation(fw)
+        for agent_id, tagged in (used or {}).items():
+            agent = self._agents.get(agent_id)
+            if agent is not None and tagged:
+                self._add_holding(agent, framework_id, tagged)
+        if active:
+            self._full_pass_pending = True
+
+    def remove_framework(self, framework_id: str) -> None:
+        fw = self._frameworks.get(framework_id)
+        if fw is None:
+            return
+        for agent in self._agents.values():
+            held = agent.holdings.get(framework_id)
+            if held is not None:
+                self._remove_holding(agent, framework_id, held)
+        self._clear_filters(fw, None)
+        for role in list(self._tracked):
+            self._untrack(framework_id, role, force=True)
+        del self._frameworks[framework_id]
+
+    def activate_framework(self, framework_id: str) -> None:
+        fw = self._frameworks[framework_id]
+        fw.active = True
+        self._refresh_activation(fw)
+        self._full_pass_pending = True
+
+    def deactivate_framework(self, framework_id: str) -> None:
+        """Disconnected: no offers, and (as in Mesos) all its decline filters are dropped."""
+        fw = self._frameworks[framework_id]
+        fw.active = False
+        self._clear_filters(fw, None)
+        self._refresh_activation(fw)
+
+    def update_framework(self, framework_id: str, profile: FrameworkProfile) -> None:
+        fw = self._frameworks[framework_id]
+        old = fw.profile
+        fw.set_profile(profile)
+        for role in sorted(profile.roles - old.roles):
+            self._track(framework_id, role)
+        for role in sorted(old.roles - profile.roles):
+            self._clear_filters(fw, [role])
+            self._untrack(framework_id, role)
+        unsuppressed = (old.suppressed_roles - profile.suppressed_roles) & profile.roles
+        newly_suppressed = profile.suppressed_roles - old.suppressed_roles
+        self._clear_filters(fw, sorted(unsuppressed | newly_suppressed))
+        self._refresh_activation(fw)
+        if fw.active and (profile.roles - old.roles or unsuppressed):
+            self._full_pass_pending = True
+
+    def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        """Stop offers for `roles` (all subscribed roles when empty)."""
+        fw = self._frameworks[framework_id]
+        chosen = frozenset(roles) or fw.roles
+        self._set_suppressed(fw, fw.profile.suppressed_roles | (chosen & fw.roles))
+
+    def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        """Resume offers for `roles` (all when empty), clear their filters, allocate now."""
+        fw = self._frameworks[framework_id]
+        chosen = frozenset(roles) or fw.roles
+        self._clear_filters(fw, sorted(chosen & fw.roles))
+        self._set_suppressed(fw, fw.profile.suppressed_roles - chosen)
+        self._full_pass_pending = True
+
+    def _set_suppressed(self, fw: AllocFramework, suppressed: frozenset[str]) -> None:
+        newly = suppressed - fw.profile.suppressed_roles
+        fw.profile.suppressed_roles = suppressed
+        # A suppressed role's filters can never matter again: un-suppressing (revive or
+        # UPDATE_FRAMEWORK) clears them in Mesos. Dropping them now keeps the invariant
+        # that filters exist only for frameworks that want offers for the role.
+        self._clear_filters(fw, sorted(newly))
+        self._refresh_activation(fw)
+
+    def _refresh_activation(self, fw: AllocFramework) -> None:
+        for role, tracked in self._tracked.items():
+            if fw.id not in tracked:
+                continue
+            sorter = self._fw_sorters[role]
+            if fw.wants_offers(role):
+                sorter.activate(fw.id)
+            else:
+                sorter.deactivate(fw.id)
+
+    def _track(self, framework_id: str, role: str) -> None:
+        tracked = self._tracked.get(role)
+        if tracked is None:
+            tracked = self._tracked[role] = set()
+            sorter = DRFSorter(self.options.fairness_excluded_names)
+            sorter.add_total(self._total)
+            self._fw_sorters[role] = sorter
+            self._role_sorter.add(role)
+            self._role_sorter.activate(role)
+        if framework_id in tracked:
+            return
+        tracked.add(framework_id)
+        self._roles.node(role).frameworks.add(framework_id)
+        self._fw_sorters[role].add(framework_id)
+        fw = self._frameworks.get(framework_id)
+        if fw is not None and fw.wants_offers(role):
+            self._fw_sorters[role].activate(framework_id)
+
+    def _untrack(self, framework_id: str, role: str, force: bool = False) -> None:
+        """Stop tracking a framework under a role it left, once it holds nothing there."""
+        tracked = self._tracked.get(role)
+        if tracked is None or framework_id not in tracked:
+            return
+        sorter = self._fw_sorters[role]
+        if not force and sorter.allocation(framework_id):
+            sorter.deactivate(framework_id)
+            return
+        tracked.discard(framework_id)
+        sorter.remove(framework_id)
+        node = self._roles.get(role)
+        if node is not None:
+            node.frameworks.discard(framework_id)
+        if not tracked:
+            del self._tracked[role]
+            del self._fw_sorters[role]
+            self._role_sorter.remove(role)
+
+    # ================================================================ agents
+
+    def add_agent(
+        self,
+        agent_id: str,
+        profile: AgentProfile,
+        total: Resources,
+        used: Mapping[str, Resources] | None = None,
+    ) -> None:
+        if agent_id in self._agents:
+            raise AllocatorError(f"agent {agent_id} is already known to the allocator")
+        if any(entry.meta.allocation_role is not None for entry in total):
+            raise AllocatorError(
+                f"agent {agent_id}: total resources must not carry allocation roles"
+            )
+        agent = AllocAgent(agent_id, profile, total)
+        self._agents[agent_id] = agent
+        self._change_total(total.scalar_quantities(), +1)
+        self._roles.add_reservations(total, +1)
+        for framework_id, tagged in (used or {}).items():
+            if framework_id not in self._frameworks:
+                raise AllocatorError(
+                    f"agent {agent_id} reports resources of framework {framework_id}, "
+                    "which must be added to the allocator first"
+                )
+            if tagged:
+                self._add_holding(agent, framework_id, tagged)
+        self._candidates[agent_id] = None
+
+    def remove_agent(self, agent_id: str) -> None:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return
+        for framework_id, held in list(agent.holdings.items()):
+            self._remove_holding(agent, framework_id, held)
+        for role, rf in agent.filters.items():
+            for group in rf.groups.values():
+                for framework_id in group:
+                    self._count_filter(framework_id, role, -1)
+        self._change_total(agent.total.scalar_quantities(), -1)
+        self._roles.add_reservations(agent.total, -1)
+        del self._agents[agent_id]
+        self._candidates.pop(agent_id, None)
+
+    def update_agent(
+        self, agent_id: str, profile: AgentProfile | None = None, total: Resources | None = None
+    ) -> None:
+        """New attributes, capabilities or total (e.g. an oversubscription estimate)."""
+        agent = self._agents[agent_id]
+        if profile is not None and profile != agent.profile:
+            if (profile.hostname, profile.attributes) != (
+                agent.profile.hostname,
+                agent.profile.attributes,
+            ):
+                self._drop_agent_filters(agent)
+            agent.profile = profile
+            agent.facts = profile.facts()
+        if total is not None and total != agent.total:
+            self._change_total(agent.total.scalar_quantities(), -1)
+            self._roles.add_reservations(agent.total, -1)
+            agent.total = total
+            agent.has_gpus = total.scalar("gpus") > 0
+            self._change_total(total.scalar_quantities(), +1)
+            self._roles.add_reservations(total, +1)
+            self._recompute_available(agent)
+        self._candidates[agent_id] = None
+
+    def activate_agent(self, agent_id: str) -> None:
+        self._agents[agent_id].activated = True
+        self._candidates[agent_id] = None
+
+    def deactivate_agent(self, agent_id: str) -> None:
+        self._agents[agent_id].activated = False
+
+    def update_agent_resources(self, agent_id: str, conversions: Iterable[Conversion]) -> None:
+        """Operator RESERVE/UNRESERVE/CREATE/DESTROY applied to unallocated resources."""
+        agent = self._agents[agent_id]
+        total, available = agent.total, agent.available
+        for consumed, converted in conversions:
+            if not available.contains(consumed):
+                raise AllocatorError(
+                    f"agent {agent_id}: {consumed} is not available (offered or in use)"
+                )
+            available = available - consumed + converted
+            total = total - consumed + converted
+        self._roles.add_reservations(agent.total, -1)
+        agent.total = total
+        self._roles.add_reservations(total, +1)
+        self._recompute_available(agent)
+        self._candidates[agent_id] = None
+
+    def _recompute_available(self, agent: AllocAgent) -> None:
+        held = EMPTY
+        for holding in agent.holdings.values():
+            held = held + holding.unallocate().non_shared()
+        agent.available = agent.total.saturating_sub(held)
+
+    def _drop_agent_filters(self, agent: AllocAgent) -> None:
+        for role, rf in agent.filters.items():
+            for group in rf.groups.values():
+                for framework_id in group:
+                    self._count_filter(framework_id, role, -1)
+        agent.filters.clear()
+
+    def _change_total(self, quantities: Quantities, sign: int) -> None:
+        self._total = self._total + quantities if sign > 0 else self._total - quantities
+        sorters = [self._role_sorter, *self._fw_sorters.values()]
+        for sorter in sorters:
+            if sign > 0:
+                sorter.add_total(quantities)
+            else:
+                sorter.remove_total(quantities)
+
+    # =========================================================== resources
+
+    def recover_resources(
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        refuse_seconds: object = 0,
+        now: float = 0.0,
+    ) -> None:
+        """Offered or allocated resources come back (decline, task end, rescind).
+
+        With `refuse_seconds` not 0 (None means the 5 s default), a decline filter is
+        installed for the framework on this agent under each role the resources
+        were allocated to. Resources of unknown agents or frameworks are ignored.
+        """
+        agent = self._agents.get(agent_id)
+        fw = self._frameworks.get(framework_id)
+        if agent is None or fw is None or not resources:
+            return
+        self._remove_holding(agent, framework_id, resources)
+        duration = refuse_duration_s(refuse_seconds, self.options.allocation_interval_s)
+        if duration is None:
+            return
+        expiry = self._expiry(now + duration)
+        for role, part in self._by_role(resources).items():
+            if not fw.wants_offers(role):
+                continue
+            rf = agent.filters.get(role)
+            if rf is None:
+                rf = agent.filters[role] = RoleFilters()
+            before = len(rf.groups.get(part.unallocate(), ()))
+            rf.add(framework_id, part.unallocate(), expiry)
+            if len(rf.groups[part.unallocate()]) > before:
+                self._count_filter(framework_id, role, +1)
+
+    def update_allocation(
+        self,
+        framework_id: str,
+        agent_id: str,
+        conversions: Iterable[Conversion],
+    ) -> None:
+        """Speculative operations (RESERVE, CREATE...) changed resources a framework holds.
+
+        Conversions are in allocation-tagged form, as the master applied them to offers.
+        """
+        agent = self._agents[agent_id]
+        holding = agent.holdings.get(framework_id)
+        if holding is None:
+            raise AllocatorError(f"framework {framework_id} holds nothing on agent {agent_id}")
+        conversions = list(conversions)
+        consumed = Resources.sum(c.consumed for c in conversions)
+        converted = Resources.sum(c.converted for c in conversions)
+        if not holding.contains(consumed):
+            raise AllocatorError(f"framework {framework_id} does not hold {consumed} on {agent_id}")
+        self._remove_holding(agent, framework_id, consumed)
+        total = agent.total
+        for c in conversions:
+            total = total - c.consumed.unallocate() + c.converted.unallocate()
+        self._roles.add_reservations(agent.total, -1)
+        agent.total = total
+        self._roles.add_reservations(total, +1)
+        self._recompute_available(agent)
+        self._add_holding(agent, framework_id, converted, from_available=False)
+
+    def _by_role(self, tagged: Resources) -> dict[str, Resources]:
+        role = tagged.allocation_role()
+        if role is not None:
+            return {role: tagged}
+        split = tagged.allocations()
+        if None in split:
+            raise AllocatorError(f"resources {tagged} lack an allocation role")
+        return split  # type: ignore[return-value]
+
+    def _add_holding(
+        self, agent: AllocAgent, framework_id: str, tagged: Resources, from_available: bool = True
+    ) -> list[tuple[str, Quantities]]:
+        updates: list[tuple[str, Quantities]] = []
+        for role, part in self._by_role(tagged).items():
+            self._track(framework_id, role)
+            unallocated = part.unallocate()
+            quantities = self._sorter_delta(agent, framework_id, role, part, +1)
+            if from_available:
+                try:
+                    agent.available = agent.available - unallocated.non_shared()
+                except AgoraError as error:
+                    raise AllocatorError(
+                        f"agent {agent.id}: {unallocated} is not available "
+                        f"for {framework_id}: {error}"
+                    ) from None
+            held = agent.holdings.get(framework_id)
+            agent.holdings[framework_id] = part if held is None else held + part
+            self._roles.add_held(role, unallocated, +1)
+            self._fw_sorters[role].allocated(framework_id, quantities)
+            self._role_sorter.allocated(role, quantities)
+            updates.append((role, quantities))
+        return updates
+
+    def _remove_holding(self, agent: AllocAgent, framework_id: str, tagged: Resources) -> None:
+        held = agent.holdings.get(framework_id)
+        if held is None or not held.contains(tagged):
+            raise AllocatorError(
+                f"framework {framework_id} does not hold {tagged} on agent {agent.id}"
+            )
+        for role, part in self._by_role(tagged).items():
+            quantities = self._sorter_delta(agent, framework_id, role, part, -1)
+            unallocated = part.unallocate()
+            held = agent.holdings[framework_id] - part
+            if held:
+                agent.holdings[framework_id] = held
+            else:
+                del agent.holdings[framework_id]
+            agent.available = agent.available + unallocated.non_shared()
+            self._roles.add_held(role, unallocated, -1)
+            self._fw_sorters[role].unallocated(framework_id, quantities)
+            self._role_sorter.unallocated(role, quantities)
+            fw = self._frameworks.get(framework_id)
+            if fw is None or role not in fw.roles:
+                self._untrack(framework_id, role)
+
+    def _sorter_delta(
+        self, agent: AllocAgent, framework_id: str, role: str, part: Resources, sign: int
+    ) -> Quantities:
+        """Scalar quantities the sorters gain or lose. A shared volume counts once per
+        agent per client, however many tasks use it (Mesos sorter semantics)."""
+        quantities = part.scalar_quantities()
+        if not part.has_atomic():
+            return quantities
+        held = agent.holdings.get(framework_id, EMPTY)
+        after = held + part if sign > 0 else held - part
+        before_q, after_q = held.scalar_quantities(), after.scalar_quantities()
+        return after_q - before_q if sign > 0 else before_q - after_q
+
+    def _expiry(self, value: float) -> float:
+        """Interned float: filters set in one decline burst share one float object."""
+        interned = self._expiry_intern.setdefault(value, value)
+        if len(self._expiry_intern) > 4096:
+            self._expiry_intern.clear()
+        return interned
+
+    def _count_filter(self, framework_id: str, role: str, delta: int) -> None:
+        fw = self._frameworks.get(framework_id)
+        if fw is not None:
+            fw.filter_count[role] = fw.filter_count.get(role, 0) + delta
+
+    def _clear_filters(self, fw: AllocFramework, roles: list[str] | None) -> None:
+        chosen = list(fw.filter_count) if roles is None else roles
+        for role in chosen:
+            if not fw.filter_count.get(role):
+                continue
+            for agent in self._agents.values():
+                rf = agent.filters.get(role)
+                if rf is not None and rf.remove_framework(fw.id) and not rf.groups:
+                    del agent.filters[role]
+            fw.filter_count.pop(role, None)
+
+    # ========================================================= quota, weights
+
+    def update_quota(self, role: str, quota: Quota) -> None:
+        validate_quota(role, quota)
+        self._roles.set_quota(role, quota)
+
+    def update_weight(self, role: str, weight: float) -> None:
+        if not weight > 0:
+            raise AllocatorError(f"weight of role {role!r} must be positive, got {weight}")
+        self._roles.set_weight(role, weight)
+        self._role_sorter.update_weight(role, weight)
+
+    # ============================================================= allocation
+
+    def allocate(self, now: float, full: bool = False) -> list[OfferDecision]:
+        """Run one allocation pass and return the offers to make."""
+        if full or self._full_pass_pending:
+            ids: Iterable[str] = self._agents
+        else:
+            ids = [a for a in self._candidates if a in self._agents]
+        agents = [a for a in map(self._agents.__getitem__, ids) if a.activated]
+        self._candidates.clear()
+        self._full_pass_pending = False
+        self.allocation_runs += 1
+        run = _Pass(now)
+        if not agents or not self._role_sorter.clients():
+            return run.decisions
+        self._rng.shuffle(agents)
+        if self._roles.has_quota():
+            self._prepare_quota(run)
+            if self._roles.has_guarantees():
+                self._stage(run, agents, Stage.QUOTA_GUARANTEE)
+                self._rng.shuffle(agents)
+        self._stage(run, agents, Stage.FAIR_SHARE)
+        return run.decisions
+
+    def _prepare_quota(self, run: _Pass) -> None:
+        run.quota_on = True
+        run.required = self._roles.required_headroom().as_dict()
+        headroom: dict[str, int] = {}
+        for agent in self._agents.values():
+            for name, amount in quota_scalars(agent.available).items():
+                headroom[name] = headroom.get(name, 0) + amount
+        run.headroom = headroom
+
+    def _stage(self, run: _Pass, agents: list[AllocAgent], stage: Stage) -> None:
+        role_sorter = self._role_sorter
+        fw_sorters = self._fw_sorters
+        frameworks = self._frameworks
+        roles = self._roles
+        now = run.now
+        guarantee_stage = stage is Stage.QUOTA_GUARANTEE
+        for agent in agents:
+            if not agent.available:
+                continue
+            updates: list[_SorterUpdate] = []
+            for role in role_sorter.order():
+                if guarantee_stage and not roles.quota(role).guarantees:
+                    continue
+                fsorter = fw_sorters[role]
+                active = fsorter.active_count()
+                if not active:
+                    continue
+                avail = agent.available.allocatable_to(role)
+                if not avail:
+                    continue
+                rf = agent.filters.get(role)
+                covering: list[FilterGroup] = []
+                if rf is not None:
+                    for gone in rf.prune(now):
+                        self._count_filter(gone, role, -1)
+                    covering = rf.covering(avail)
+                    if covering and rf.distinct(covering) >= active:
+                        continue
+                for framework_id in fsorter.order():
+                    if covering and _in_any(framework_id, covering):
+                        continue
+                    fw = frameworks[framework_id]
+                    if guarantee_stage:
+                        offer = self._guaranteed_offer(run, agent, role, fw, avail, rf)
+                    else:
+                        offer = self._fair_offer(run, agent, role, fw, avail, rf)
+                    if offer is None:
+                        continue
+                    self._grant(run, agent, fw, role, offer, stage, updates)
+                    avail = agent.available
+                    if not avail:
+                        break
+                    avail = avail.allocatable_to(role)
+                    if not avail:
+                        break
+                if not agent.available:
+                    break
+            for framework_id, role, quantities in updates:
+                fw_sorters[role].allocated(framework_id, quantities)
+                role_sorter.allocated(role, quantities)
+
+    def _candidate(
+        self, run: _Pass, agent: AllocAgent, role: str, fw: AllocFramework, avail: Resources
+    ) -> Resources | None:
+        """What this framework could be offered here before quota: checks shared by both
+        stages (constraints, minimum size, capabilities, stripping)."""
+        constraints = fw.profile.constraints.get(role)
+        if constraints is not None and not constraints.admits(agent.facts):
+            return None
+        if avail.has_atomic():
+            shared = run.offered_shared.get(agent.id)
+            if shared is not None:
+                avail = avail.saturating_sub(shared)
+        if not self._allocatable(avail, role, fw) or not self._capable(fw, agent, role):
+            return None
+        strip_key = fw.strip_key
+        if (strip_key[0] and avail.has_atomic()) or strip_key[1] or strip_key[2]:
+            avail = avail.cached(("strip", strip_key), lambda: avail.filter(_stripper(*strip_key)))
+        return avail
+
+    def _fair_offer(
+        self,
+        run: _Pass,
+        agent: AllocAgent,
+        role: str,
+        fw: AllocFramework,
+        avail: Resources,
+        rf: RoleFilters | None,
+    ) -> Resources | None:
+        candidate = self._candidate(run, agent, role, fw, avail)
+        if candidate is None:
+            return None
+        offer = candidate
+        if run.quota_on:
+            extra = offer.filter(_quota_part)
+            if extra:
+                chopped = self._chop_extra(run, role, extra, EMPTY_QUANTITIES)
+                if chopped is not extra:
+                    offer = offer.filter(_fixed_part) + chopped
+        if offer is not candidate and not self._allocatable(offer, role, fw):
+            return None
+        if rf is not None and rf.blocking(fw.id, offer, run.now) is not None:
+            return None
+        return offer
+
+    def _guaranteed_offer(
+        self,
+        run: _Pass,
+        agent: AllocAgent,
+        role: str,
+        fw: AllocFramework,
+        avail: Resources,
+        rf: RoleFilters | None,
+    ) -> Resources | None:
+        unsatisfied = self._roles.unsatisfied_guarantee(role)
+        if not unsatisfied:
+            return None
+        candidate = self._candidate(run, agent, role, fw, avail)
+        if candidate is None:
+            return None
+        quota_part = candidate.filter(_quota_part)
+        guaranteed = quota_part.shrink_to(unsatisfied)
+        if not guaranteed:
+            return None
+        extra = self._chop_extra(run, role, quota_part - guaranteed, guaranteed.scalar_quantities())
+        offer = guaranteed + candidate.filter(_fixed_part) + extra
+        if not self._allocatable(offer, role, fw):
+            return None
+        if rf is not None and rf.blocking(fw.id, offer, run.now) is not None:
+            return None
+        return offer
+
+    def _chop_extra(
+        self, run: _Pass, role: str, extra: Resources, already: Quantities
+    ) -> Resources:
+        """Cap `extra` by the role's quota limits and by headroom held for guarantees."""
+        limit = self._roles.limit_headroom(role)
+        if limit is not None:
+            extra = extra.shrink_to(
+                {k: max(0, v - already[k]) for k, v in limit.items()}, absent_unlimited=True
+            )
+        if run.required:
+            cap = {
+                name: max(0, run.headroom.get(name, 0) - need - already[name])
+                for name, need in run.required.items()
+            }
+            extra = extra.shrink_to(cap, absent_unlimited=True)
+        return extra
+
+    def _allocatable(self, resources: Resources, role: str, fw: AllocFramework) -> bool:
+        """Mesos's min_allocatable_resources: non-empty and covering one of the minimums."""
+        if not resources:
+            return False
+        minimums = fw.profile.min_allocatable.get(role, self.options.min_allocatable)
+        if not minimums:
+            return True
+        have = resources.quantities().get
+        for minimum in minimums:
+            for name, amount in minimum.items():
+                if have(name, 0) < amount:  # type: ignore[operator]
+                    break
+            else:
+                return True
+        return False
+
+    def _capable(self, fw: AllocFramework, agent: AllocAgent, role: str) -> bool:
+        if agent.has_gpus and self.options.filter_gpu_resources and not fw.gpu_ok:
+            return False
+        region = self.options.master_region
+        if (
+            region is not None
+            and agent.profile.region not in (None, region)
+            and not fw.region_aware
+        ):
+            return False
+        caps = agent.profile.capabilities
+        if fw.multi_role and Capability.MULTI_ROLE not in caps:
+            return False
+        return not ("/" in role and Capability.HIERARCHICAL_ROLE not in caps)
+
+    def _grant(
+        self,
+        run: _Pass,
+        agent: AllocAgent,
+        fw: AllocFramework,
+        role: str,
+        offer: Resources,
+        stage: Stage,
+        updates: list[_SorterUpdate],
+    ) -> None:
+        tagged = offer.allocate(role)
+        framework_id = fw.id
+        quantities = self._sorter_delta(agent, framework_id, role, tagged, +1)
+        agent.available = agent.available - offer.non_shared()
+        held = agent.holdings.get(framework_id)
+        agent.holdings[framework_id] = tagged if held is None else held + tagged
+        self._roles.add_held(role, offer, +1)
+        if run.quota_on:
+            for name, amount in quota_scalars(offer).items():
+                run.headroom[name] = run.headroom.get(name, 0) - amount
+                if stage is Stage.QUOTA_GUARANTEE and name in run.required:
+                    run.required[name] = max(0, run.required[name] - amount)
+        if offer.has_atomic():
+            shared = offer.shared()
+            if shared:
+                run.offered_shared[agent.id] = run.offered_shared.get(agent.id, EMPTY) + shared
+        updates.append((framework_id, role, quantities))
+        role_key = self._role_sorter.key(role)
+        fw_key = self._fw_sorters[role].key(framework_id)
+        run.decisions.append(
+            OfferDecision(
+                framework_id,
+                role,
+                agent.id,
+                tagged,
+                stage,
+                role_key[0] if role_key else 0.0,
+                fw_key[0] if fw_key else 0.0,
+            )
+        )
