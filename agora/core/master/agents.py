@@ -1,0 +1,391 @@
+"""Agents as the master sees them: registration, re-registration, liveness (pings,
+disconnection, unreachability and return), and what agents report (status updates,
+executor exits, executor messages)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from agora.core.allocator.state import AgentProfile
+from agora.core.master import commands as cmd
+from agora.core.master import events as ev
+from agora.core.master.core import MasterCore, TimerKind, handles
+from agora.core.master.info import AgentInfo, FrameworkInfo
+from agora.core.master.model import Agent, Executor, Framework, Task, UnreachableAgent
+from agora.core.task_states import Reason, TaskState
+
+
+def agent_profile(info: AgentInfo, capabilities: frozenset[str]) -> AgentProfile:
+    return AgentProfile(
+        hostname=info.hostname,
+        attributes=info.attributes.texts(),
+        region=info.region,
+        zone=info.zone,
+        capabilities=capabilities,
+    )
+
+
+def _start_pinging(master: MasterCore, agent: Agent, now: float) -> None:
+    agent.timer_epoch += 1
+    agent.pings_missed = 0
+    agent.pong_pending = False
+    master.arm(now, TimerKind.PING, agent.id, agent.timer_epoch)
+
+
+@handles(ev.RegisterAgent)
+def on_register(master: MasterCore, event: ev.RegisterAgent, now: float) -> None:
+    info = event.info
+    for other in list(master.agents.values()):
+        if (other.info.hostname, other.info.port) == (info.hostname, info.port):
+            # The same host and port registering anew: the old agent restarted with a
+            # fresh identity (e.g. after a reboot); its tasks are gone.
+            remove_agent(master, other, Reason.AGENT_RESTARTED, "Agent restarted with a new id")
+    agent_id = master.new_agent_id()
+    agent = Agent(
+        id=agent_id,
+        info=info,
+        capabilities=event.capabilities,
+        version=event.version,
+        connection_id=event.connection_id,
+        registered_time=now,
+    )
+    master.agents[agent_id] = agent
+    master.allocator.add_agent(agent_id, agent_profile(info, event.capabilities), info.resources)
+    master.emit(cmd.AcceptAgent(event.connection_id, agent_id))
+    master.to_agent(agent, cmd.AgentRegistered(agent_id, master.info.id))
+    _start_pinging(master, agent, now)
+
+
+@handles(ev.ReregisterAgent)
+def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> None:
+    if event.agent_id in master.gone_agents:
+        master.emit(cmd.DropAgentConnection(event.connection_id, "Agent has been marked gone"))
+        return
+    agent = master.agents.get(event.agent_id)
+    if agent is not None:
+        _reconnect_known(master, agent, event, now)
+        return
+    was_unreachable = master.unreachable_agents.pop(event.agent_id, None) is not None
+    agent = Agent(
+        id=event.agent_id,
+        info=event.info,
+        capabilities=event.capabilities,
+        version=event.version,
+        connection_id=event.connection_id,
+        registered_time=now,
+        reregistered_time=now,
+    )
+    master.agents[agent.id] = agent
+    master.emit(cmd.AcceptAgent(event.connection_id, agent.id))
+    _recover_frameworks(master, event.frameworks, event.tasks, event.executors)
+    for executor_report in event.executors:
+        framework = master.frameworks.get(executor_report.framework_id)
+        if framework is not None:
+            role = executor_report.resources.allocation_role() or framework.info.roles[0]
+            executor = Executor(
+                executor_report.executor_id,
+                framework.id,
+                agent.id,
+                role,
+                executor_report.resources,
+                executor_report.raw,
+            )
+            master.add_executor(framework, agent, executor)
+    for task_report in event.tasks:
+        _adopt_task(master, agent, task_report, announce=was_unreachable)
+    master.allocator.add_agent(
+        agent.id,
+        agent_profile(event.info, event.capabilities),
+        event.info.resources,
+        agent.used_by(),
+    )
+    _shutdown_completed(master, agent, event)
+    master.to_agent(agent, cmd.AgentReregistered(agent.id, master.info.id))
+    _start_pinging(master, agent, now)
+
+
+def _recover_frameworks(
+    master: MasterCore,
+    infos: tuple[FrameworkInfo, ...],
+    tasks: tuple[ev.AgentTask, ...],
+    executors: tuple[ev.AgentExecutor, ...],
+) -> None:
+    """Frameworks an agent reports that this master has not seen (it failed over):
+    known as "recovered", inactive until their scheduler re-subscribes."""
+    from agora.core.master.frameworks import _new_framework
+
+    wanted = {t.framework_id for t in tasks} | {e.framework_id for e in executors}
+    by_id = {info.id: info for info in infos if info.id is not None}
+    for framework_id in sorted(wanted):
+        if framework_id in master.frameworks or framework_id in master.completed_frameworks:
+            continue
+        info = by_id.get(framework_id) or FrameworkInfo(user="", name="", id=framework_id)
+        roles = {
+            role
+            for t in tasks
+            if t.framework_id == framework_id
+            for role in [t.resources.allocation_role()]
+            if role is not None
+        }
+        if roles - set(info.roles):
+            info = replace(info, roles=tuple(sorted(set(info.roles) | roles)))
+        framework = _new_framework(master, info.with_id(framework_id), master._now)
+        framework.recovered = True
+
+
+def _adopt_task(master: MasterCore, agent: Agent, report: ev.AgentTask, announce: bool) -> None:
+    framework = master.frameworks.get(report.framework_id)
+    if framework is None:
+        return  # a completed framework: the agent is told to shut it down
+    task = framework.unreachable_tasks.pop(report.task_id, None) or framework.tasks.get(
+        report.task_id
+    )
+    if task is None:
+        task = Task(
+            task_id=report.task_id,
+            framework_id=framework.id,
+            agent_id=agent.id,
+            name=report.name,
+            role=report.resources.allocation_role() or framework.info.roles[0],
+            resources=report.resources,
+            executor_id=report.executor_id,
+            raw=report.raw,
+        )
+    task.agent_id = agent.id
+    task.state = report.state  # the agent is authoritative after it re-registers
+    task.status_update_state = report.status_update_state
+    task.status_update_uuid = report.status_update_uuid
+    task.unreachable_time = None
+    master.add_task(framework, agent, task)
+    if announce:
+        status = master.master_status(
+            task.task_id, report.state, Reason.AGENT_REREGISTERED, "Agent re-registered", agent.id
+        )
+        task.record(status)
+        master.send_status(framework, status)
+
+
+def _shutdown_completed(master: MasterCore, agent: Agent, event: ev.ReregisterAgent) -> None:
+    reported = {t.framework_id for t in event.tasks} | {e.framework_id for e in event.executors}
+    for framework_id in sorted(reported):
+        if framework_id in master.completed_frameworks:
+            master.to_agent(agent, cmd.ShutdownFramework(framework_id))
+
+
+def _reconnect_known(
+    master: MasterCore, agent: Agent, event: ev.ReregisterAgent, now: float
+) -> None:
+    """A registered (possibly disconnected) agent re-registers: trust its report, and
+    rebuild the allocator's view of the agent from it."""
+    master.rescind_offers(set(agent.offers))
+    master.allocator.remove_agent(agent.id)
+    agent.connection_id = event.connection_id
+    agent.connected = True
+    agent.reregistered_time = now
+    master.emit(cmd.AcceptAgent(event.connection_id, agent.id))
+    reported = {(t.framework_id, t.task_id): t for t in event.tasks}
+    for task in list(agent.all_tasks()):
+        report = reported.pop((task.framework_id, task.task_id), None)
+        if report is None and not task.state.is_terminal:
+            framework = master.frameworks.get(task.framework_id)
+            lost = TaskState.DROPPED if task.state is TaskState.STAGING else TaskState.GONE
+            if framework is not None and not framework.partition_aware:
+                lost = TaskState.LOST
+            master.terminate_task(
+                task,
+                lost,
+                Reason.RECONCILIATION,
+                "Task is unknown to the agent after it re-registered",
+            )
+        elif report is not None and master.set_task_state(task, report.state):
+            task.status_update_state = report.status_update_state
+            task.status_update_uuid = report.status_update_uuid
+    _recover_frameworks(master, event.frameworks, tuple(reported.values()), ())
+    for report in reported.values():
+        _adopt_task(master, agent, report, announce=False)
+    agent.info = event.info
+    agent.capabilities = event.capabilities
+    master.allocator.add_agent(
+        agent.id,
+        agent_profile(event.info, event.capabilities),
+        event.info.resources,
+        agent.used_by(),
+    )
+    if not agent.active:
+        master.allocator.deactivate_agent(agent.id)
+    _shutdown_completed(master, agent, event)
+    master.to_agent(agent, cmd.AgentReregistered(agent.id, master.info.id))
+    _start_pinging(master, agent, now)
+
+
+@handles(ev.AgentDisconnected)
+def on_disconnected(master: MasterCore, event: ev.AgentDisconnected, now: float) -> None:
+    agent = master.agents.get(event.agent_id)
+    if agent is None or agent.connection_id != event.connection_id or not agent.connected:
+        return
+    agent.connected = False
+    master.allocator.deactivate_agent(agent.id)
+    master.rescind_offers(set(agent.offers))
+    # Tasks of frameworks that do not checkpoint die with the agent's connection.
+    for task in list(agent.all_tasks()):
+        framework = master.frameworks.get(task.framework_id)
+        if framework is not None and not framework.info.checkpoint:
+            master.terminate_task(
+                task, TaskState.LOST, Reason.AGENT_DISCONNECTED, "Agent disconnected"
+            )
+    for executor in list(agent.all_executors()):
+        framework = master.frameworks.get(executor.framework_id)
+        if framework is not None and not framework.info.checkpoint:
+            master.remove_executor(executor)
+    agent.timer_epoch += 1
+    master.arm(
+        now + master.options.agent_reregister_timeout_s,
+        TimerKind.REREGISTER,
+        agent.id,
+        agent.timer_epoch,
+    )
+    # Pings go on (unanswered) so that an agent that never comes back is marked
+    # unreachable after the ping timeouts, as Mesos's SlaveObserver does.
+    master.arm(
+        now + master.options.agent_ping_timeout_s, TimerKind.PING, agent.id, agent.timer_epoch
+    )
+    agent.pong_pending = True
+
+
+@handles(ev.AgentPong)
+def on_pong(master: MasterCore, event: ev.AgentPong, now: float) -> None:
+    agent = master.agents.get(event.agent_id)
+    if agent is not None and agent.connection_id == event.connection_id:
+        agent.pings_missed = 0
+        agent.pong_pending = False
+
+
+def ping_due(master: MasterCore, agent_id: str, epoch: int, now: float) -> None:
+    agent = master.agents.get(agent_id)
+    if agent is None or agent.timer_epoch != epoch:
+        return
+    if agent.pong_pending:
+        agent.pings_missed += 1
+        if agent.pings_missed >= master.options.max_agent_ping_timeouts:
+            mark_unreachable(master, agent, now, "health check timed out")
+            return
+    agent.pong_pending = True
+    master.to_agent(agent, cmd.Ping())
+    master.arm(now + master.options.agent_ping_timeout_s, TimerKind.PING, agent.id, epoch)
+
+
+def reregister_timeout(master: MasterCore, agent_id: str, epoch: int, now: float) -> None:
+    agent = master.agents.get(agent_id)
+    if agent is not None and agent.timer_epoch == epoch and not agent.connected:
+        mark_unreachable(master, agent, now, "agent did not re-register in time")
+
+
+def mark_unreachable(master: MasterCore, agent: Agent, now: float, why: str) -> None:
+    """Partitioned: PARTITION_AWARE frameworks hear TASK_UNREACHABLE, others TASK_LOST;
+    the tasks are kept so that they can come back if the agent does."""
+    master.rescind_offers(set(agent.offers))
+    master.allocator.remove_agent(agent.id)
+    for task in list(agent.all_tasks()):
+        framework = master.frameworks.get(task.framework_id)
+        if framework is None or task.state.is_terminal:
+            master.complete_task(task)
+            continue
+        master.set_task_state(task, TaskState.UNREACHABLE)
+        task.unreachable_time = now
+        status = master.master_status(
+            task.task_id,
+            TaskState.UNREACHABLE,
+            Reason.AGENT_REMOVED,
+            f"Agent {agent.id} is unreachable: {why}",
+            agent.id,
+            unreachable_time=now,
+        )
+        task.record(status)
+        master.send_status(framework, status)
+        framework.tasks.pop(task.task_id, None)
+        framework.unreachable_tasks[task.task_id] = task
+        _bound_unreachable(master, framework)
+    for executor in list(agent.all_executors()):
+        master.remove_executor(executor, recover=False)
+    del master.agents[agent.id]
+    master.unreachable_agents[agent.id] = UnreachableAgent(agent.info, now)
+    for framework in master.frameworks.values():
+        master.to_framework(framework, cmd.Failure(agent_id=agent.id))
+
+
+def _bound_unreachable(master: MasterCore, framework: Framework) -> None:
+    limit = master.options.max_unreachable_tasks_per_framework
+    while len(framework.unreachable_tasks) > limit:
+        oldest = next(iter(framework.unreachable_tasks))
+        framework.completed_tasks.append(framework.unreachable_tasks.pop(oldest))
+
+
+def remove_agent(master: MasterCore, agent: Agent, reason: Reason, message: str) -> None:
+    """The agent is gone for good (restarted with a new id, or marked gone)."""
+    master.rescind_offers(set(agent.offers))
+    for task in list(agent.all_tasks()):
+        framework = master.frameworks.get(task.framework_id)
+        state = (
+            TaskState.GONE
+            if framework is not None and framework.partition_aware
+            else TaskState.LOST
+        )
+        master.terminate_task(task, state, reason, message)
+    for executor in list(agent.all_executors()):
+        master.remove_executor(executor)
+    master.allocator.remove_agent(agent.id)
+    del master.agents[agent.id]
+    for framework in master.frameworks.values():
+        master.to_framework(framework, cmd.Failure(agent_id=agent.id))
+
+
+# ------------------------------------------------------------------ agent reports
+
+
+@handles(ev.StatusUpdateFromAgent)
+def on_status_update(master: MasterCore, event: ev.StatusUpdateFromAgent, now: float) -> None:
+    agent = master.agents.get(event.agent_id)
+    if agent is None or not agent.connected:
+        return  # the agent retries once it is registered again
+    framework = master.frameworks.get(event.framework_id)
+    if framework is None:
+        if event.framework_id in master.completed_frameworks:
+            master.to_agent(agent, cmd.ShutdownFramework(event.framework_id))
+        return
+    status = event.status
+    if status.agent_id is None or status.timestamp is None:
+        status = replace(
+            status, agent_id=status.agent_id or agent.id, timestamp=status.timestamp or now
+        )
+    task = framework.tasks.get(status.task_id)
+    if task is not None:
+        latest = event.latest_state or status.state
+        master.set_task_state(task, latest)
+        task.status_update_state = status.state
+        task.status_update_uuid = status.uuid
+        task.record(status)
+    master.send_status(framework, status)
+
+
+@handles(ev.ExecutorExited)
+def on_executor_exited(master: MasterCore, event: ev.ExecutorExited, now: float) -> None:
+    framework = master.frameworks.get(event.framework_id)
+    agent = master.agents.get(event.agent_id)
+    if framework is None or agent is None:
+        return
+    executor = framework.executor(agent.id, event.executor_id)
+    if executor is not None:
+        master.remove_executor(executor)
+    master.to_framework(
+        framework,
+        cmd.Failure(agent_id=agent.id, executor_id=event.executor_id, status=event.status),
+    )
+
+
+@handles(ev.ExecutorMessage)
+def on_executor_message(master: MasterCore, event: ev.ExecutorMessage, now: float) -> None:
+    framework = master.frameworks.get(event.framework_id)
+    if framework is not None and event.agent_id in master.agents:
+        master.to_framework(
+            framework, cmd.FrameworkMessage(event.agent_id, event.executor_id, event.data)
+        )
