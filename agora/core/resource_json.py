@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from agora.core.errors import InvalidResource
+from agora.core.errors import InvalidResource, ResourceArithmeticError
 from agora.core.resource_meta import (
     DiskInfo,
     DiskSource,
@@ -253,7 +253,11 @@ def resource_from_json(data: object, what: str = "resource") -> Resource:
 def resources_from_json(data: object, what: str = "resources") -> Resources:
     if not isinstance(data, Sequence) or isinstance(data, str | bytes):
         raise InvalidResource(f"{what} must be a JSON list")
-    return Resources(resource_from_json(item, f"{what}[{i}]") for i, item in enumerate(data))
+    entries = [resource_from_json(item, f"{what}[{i}]") for i, item in enumerate(data)]
+    try:
+        return Resources(entries)
+    except ResourceArithmeticError as error:  # overlapping ports, a volume given twice...
+        raise InvalidResource(f"{what}: {error}") from None
 
 
 # ------------------------------------------------------------------------------ output

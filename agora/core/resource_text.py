@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from agora.core.errors import InvalidResource, InvalidRole
+from agora.core.errors import InvalidResource, InvalidRole, ResourceArithmeticError
 from agora.core.resource_meta import (
     DiskInfo,
     Reservation,
@@ -48,7 +48,10 @@ def parse_resources(text: str, default_role: str = DEFAULT_ROLE) -> Resources:
             raise InvalidResource(f"resources JSON is malformed: {error}") from None
         return resources_from_json(data)
     entries = [parse_entry(token, default_role) for token in stripped.split(";") if token.strip()]
-    return Resources(entries)
+    try:
+        return Resources(entries)
+    except ResourceArithmeticError as error:  # e.g. `ports:[1-5];ports:[3-7]`
+        raise InvalidResource(f"resources {stripped!r}: {error}") from None
 
 
 def parse_entry(token: str, default_role: str = DEFAULT_ROLE) -> Resource:

@@ -451,7 +451,13 @@ class Resources:
             if self._atoms
             else _NO_ATOMS
         )
-        out = Resources._trusted(div, atoms)
+        if len(div) < len(self._div) or len(atoms) < len(self._atoms):
+            # Entries that differed only by allocation role now coincide: merge them.
+            out = Resources._from_entries(
+                Resource(with_role(meta, role), value, count) for meta, value, count in self
+            )
+        else:
+            out = Resources._trusted(div, atoms)
         if role is not None and all(m.allocation_role is None for m in self._metas()):
             out._unallocated = self
         if memo is None:
@@ -527,7 +533,9 @@ class Resources:
             changed = True
             if budget <= 0 or is_atomic(meta):
                 continue
-            kept.append(Resource(meta, _chop(meta.kind, value, budget)))
+            chopped = _chop(meta.kind, value, budget)
+            if chopped:  # a budget under one port or set item keeps nothing
+                kept.append(Resource(meta, chopped))
             left[meta.name] = 0
         return Resources._from_entries(kept) if changed else self
 
@@ -560,13 +568,19 @@ def _entry_sort_key(entry: Resource) -> tuple[Any, ...]:
         _NAME_ORDER.get(meta.name, len(_NAME_ORDER)),
         meta.name,
         meta.allocation_role or "",
-        [(r.role, r.type.value, r.principal or "", r.labels) for r in meta.reservations],
+        [_reservation_sort_key(r) for r in meta.reservations],
         meta.revocable,
         meta.shared,
         repr(meta.disk),
         meta.provider_id or "",
         repr(entry.value),
     )
+
+
+def _reservation_sort_key(r: Reservation) -> tuple[Any, ...]:
+    # A label value may be None; compare it as "" (and after a present "").
+    labels = [(k, v or "", v is None) for k, v in r.labels]
+    return (r.role, r.type.value, r.principal or "", labels)
 
 
 def _describe(meta: ResourceMeta, value: Value) -> str:

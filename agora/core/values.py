@@ -47,7 +47,10 @@ def scalar_to_millis(value: object, what: str = "scalar") -> int:
         raise InvalidResource(f"{what}: value must be finite, got {value!r}")
     if number < 0:
         raise InvalidResource(f"{what}: value must not be negative, got {value!r}")
-    return round(number * MILLI)
+    millis = number * MILLI
+    if math.isinf(millis):
+        raise InvalidResource(f"{what}: value is too large, got {value!r}")
+    return round(millis)
 
 
 def millis_to_float(millis: int) -> float:

@@ -13,6 +13,7 @@ for unsatisfied guarantees and cap roles at their quota limits.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -97,7 +98,15 @@ def _in_any(framework_id: str, groups: list[FilterGroup]) -> bool:
 class _Pass:
     """Scratch state of one allocation pass."""
 
-    __slots__ = ("now", "decisions", "offered_shared", "quota_on", "required", "headroom")
+    __slots__ = (
+        "now",
+        "decisions",
+        "offered_shared",
+        "quota_on",
+        "required",
+        "headroom",
+        "guaranteed",
+    )
 
     def __init__(self, now: float) -> None:
         self.now = now
@@ -106,6 +115,9 @@ class _Pass:
         self.quota_on = False
         self.required: dict[str, int] = {}
         self.headroom: dict[str, int] = {}
+        # Stage 1: the guaranteed part of the offer being granted (it alone lowers
+        # the required headroom; the extra above it does not satisfy other roles).
+        self.guaranteed = EMPTY_QUANTITIES
 
 
 _SorterUpdate = tuple[str, str, Quantities]  # framework id, role, scalar quantities
@@ -181,6 +193,18 @@ class HierarchicalAllocator:
     def request_full_pass(self) -> None:
         self._full_pass_pending = True
 
+    def _known_framework(self, framework_id: str) -> AllocFramework:
+        fw = self._frameworks.get(framework_id)
+        if fw is None:
+            raise AllocatorError(f"framework {framework_id} is not known to the allocator")
+        return fw
+
+    def _known_agent(self, agent_id: str) -> AllocAgent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise AllocatorError(f"agent {agent_id} is not known to the allocator")
+        return agent
+
     def filter_count(self, role: str | None = None) -> int:
         return sum(
             len(rf)
@@ -205,10 +229,14 @@ class HierarchicalAllocator:
         for role in sorted(profile.roles):
             self._track(framework_id, role)
         self._refresh_activation(fw)
-        for agent_id, tagged in (used or {}).items():
-            agent = self._agents.get(agent_id)
-            if agent is not None and tagged:
-                self._add_holding(agent, framework_id, tagged)
+        try:
+            for agent_id, tagged in (used or {}).items():
+                agent = self._agents.get(agent_id)
+                if agent is not None and tagged:
+                    self._add_holding(agent, framework_id, tagged)
+        except AllocatorError:
+            self.remove_framework(framework_id)  # all or nothing
+            raise
         if active:
             self._full_pass_pending = True
 
@@ -226,20 +254,20 @@ class HierarchicalAllocator:
         del self._frameworks[framework_id]
 
     def activate_framework(self, framework_id: str) -> None:
-        fw = self._frameworks[framework_id]
+        fw = self._known_framework(framework_id)
         fw.active = True
         self._refresh_activation(fw)
         self._full_pass_pending = True
 
     def deactivate_framework(self, framework_id: str) -> None:
         """Disconnected: no offers, and (as in Mesos) all its decline filters are dropped."""
-        fw = self._frameworks[framework_id]
+        fw = self._known_framework(framework_id)
         fw.active = False
         self._clear_filters(fw, None)
         self._refresh_activation(fw)
 
     def update_framework(self, framework_id: str, profile: FrameworkProfile) -> None:
-        fw = self._frameworks[framework_id]
+        fw = self._known_framework(framework_id)
         old = fw.profile
         fw.set_profile(profile)
         for role in sorted(profile.roles - old.roles):
@@ -256,13 +284,13 @@ class HierarchicalAllocator:
 
     def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
         """Stop offers for `roles` (all subscribed roles when empty)."""
-        fw = self._frameworks[framework_id]
+        fw = self._known_framework(framework_id)
         chosen = frozenset(roles) or fw.roles
         self._set_suppressed(fw, fw.profile.suppressed_roles | (chosen & fw.roles))
 
     def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
         """Resume offers for `roles` (all when empty), clear their filters, allocate now."""
-        fw = self._frameworks[framework_id]
+        fw = self._known_framework(framework_id)
         chosen = frozenset(roles) or fw.roles
         self._clear_filters(fw, sorted(chosen & fw.roles))
         self._set_suppressed(fw, fw.profile.suppressed_roles - chosen)
@@ -270,7 +298,8 @@ class HierarchicalAllocator:
 
     def _set_suppressed(self, fw: AllocFramework, suppressed: frozenset[str]) -> None:
         newly = suppressed - fw.profile.suppressed_roles
-        fw.profile.suppressed_roles = suppressed
+        # A copy: the caller's profile object (maybe shared) must not change under it.
+        fw.profile = dataclasses.replace(fw.profile, suppressed_roles=suppressed)
         # A suppressed role's filters can never matter again: un-suppressing (revive or
         # UPDATE_FRAMEWORK) clears them in Mesos. Dropping them now keeps the invariant
         # that filters exist only for frameworks that want offers for the role.
@@ -343,14 +372,18 @@ class HierarchicalAllocator:
         self._agents[agent_id] = agent
         self._change_total(total.scalar_quantities(), +1)
         self._roles.add_reservations(total, +1)
-        for framework_id, tagged in (used or {}).items():
-            if framework_id not in self._frameworks:
-                raise AllocatorError(
-                    f"agent {agent_id} reports resources of framework {framework_id}, "
-                    "which must be added to the allocator first"
-                )
-            if tagged:
-                self._add_holding(agent, framework_id, tagged)
+        try:
+            for framework_id, tagged in (used or {}).items():
+                if framework_id not in self._frameworks:
+                    raise AllocatorError(
+                        f"agent {agent_id} reports resources of framework {framework_id}, "
+                        "which must be added to the allocator first"
+                    )
+                if tagged:
+                    self._add_holding(agent, framework_id, tagged)
+        except AllocatorError:
+            self.remove_agent(agent_id)  # all or nothing
+            raise
         self._candidates[agent_id] = None
 
     def remove_agent(self, agent_id: str) -> None:
@@ -372,7 +405,7 @@ class HierarchicalAllocator:
         self, agent_id: str, profile: AgentProfile | None = None, total: Resources | None = None
     ) -> None:
         """New attributes, capabilities or total (e.g. an oversubscription estimate)."""
-        agent = self._agents[agent_id]
+        agent = self._known_agent(agent_id)
         if profile is not None and profile != agent.profile:
             if (profile.hostname, profile.attributes) != (
                 agent.profile.hostname,
@@ -392,15 +425,15 @@ class HierarchicalAllocator:
         self._candidates[agent_id] = None
 
     def activate_agent(self, agent_id: str) -> None:
-        self._agents[agent_id].activated = True
+        self._known_agent(agent_id).activated = True
         self._candidates[agent_id] = None
 
     def deactivate_agent(self, agent_id: str) -> None:
-        self._agents[agent_id].activated = False
+        self._known_agent(agent_id).activated = False
 
     def update_agent_resources(self, agent_id: str, conversions: Iterable[Conversion]) -> None:
         """Operator RESERVE/UNRESERVE/CREATE/DESTROY applied to unallocated resources."""
-        agent = self._agents[agent_id]
+        agent = self._known_agent(agent_id)
         total, available = agent.total, agent.available
         for consumed, converted in conversions:
             if not available.contains(consumed):
@@ -420,6 +453,7 @@ class HierarchicalAllocator:
         for holding in agent.holdings.values():
             held = held + holding.unallocate().non_shared()
         agent.available = agent.total.saturating_sub(held)
+        agent.overcommitted = not agent.total.contains(held)
 
     def _drop_agent_filters(self, agent: AllocAgent) -> None:
         for role, rf in agent.filters.items():
@@ -483,7 +517,7 @@ class HierarchicalAllocator:
 
         Conversions are in allocation-tagged form, as the master applied them to offers.
         """
-        agent = self._agents[agent_id]
+        agent = self._known_agent(agent_id)
         holding = agent.holdings.get(framework_id)
         if holding is None:
             raise AllocatorError(f"framework {framework_id} holds nothing on agent {agent_id}")
@@ -499,8 +533,9 @@ class HierarchicalAllocator:
         self._roles.add_reservations(agent.total, -1)
         agent.total = total
         self._roles.add_reservations(total, +1)
-        self._recompute_available(agent)
+        # Hold the converted resources first: available = total - everything held.
         self._add_holding(agent, framework_id, converted, from_available=False)
+        self._recompute_available(agent)
 
     def _by_role(self, tagged: Resources) -> dict[str, Resources]:
         role = tagged.allocation_role()
@@ -516,17 +551,18 @@ class HierarchicalAllocator:
     ) -> list[tuple[str, Quantities]]:
         updates: list[tuple[str, Quantities]] = []
         for role, part in self._by_role(tagged).items():
-            self._track(framework_id, role)
             unallocated = part.unallocate()
-            quantities = self._sorter_delta(agent, framework_id, role, part, +1)
             if from_available:
                 try:
-                    agent.available = agent.available - unallocated.non_shared()
+                    available = agent.available - unallocated.non_shared()
                 except AgoraError as error:
                     raise AllocatorError(
                         f"agent {agent.id}: {unallocated} is not available "
                         f"for {framework_id}: {error}"
                     ) from None
+                agent.available = available
+            self._track(framework_id, role)
+            quantities = self._sorter_delta(agent, framework_id, role, part, +1)
             held = agent.holdings.get(framework_id)
             agent.holdings[framework_id] = part if held is None else held + part
             self._roles.add_held(role, unallocated, +1)
@@ -549,7 +585,11 @@ class HierarchicalAllocator:
                 agent.holdings[framework_id] = held
             else:
                 del agent.holdings[framework_id]
-            agent.available = agent.available + unallocated.non_shared()
+            if agent.overcommitted:
+                # The total shrank below what is held: only total - held is free.
+                self._recompute_available(agent)
+            else:
+                agent.available = agent.available + unallocated.non_shared()
             self._roles.add_held(role, unallocated, -1)
             self._fw_sorters[role].unallocated(framework_id, quantities)
             self._role_sorter.unallocated(role, quantities)
@@ -706,7 +746,11 @@ class HierarchicalAllocator:
             return None
         strip_key = fw.strip_key
         if (strip_key[0] and avail.has_atomic()) or strip_key[1] or strip_key[2]:
-            avail = avail.cached(("strip", strip_key), lambda: avail.filter(_stripper(*strip_key)))
+            whole = avail
+            avail = avail.cached(("strip", strip_key), lambda: whole.filter(_stripper(*strip_key)))
+            # Stripping may leave nothing, or too little (e.g. only revocable cpus).
+            if avail is not whole and not self._allocatable(avail, role, fw):
+                return None
         return avail
 
     def _fair_offer(
@@ -753,18 +797,25 @@ class HierarchicalAllocator:
         guaranteed = quota_part.shrink_to(unsatisfied)
         if not guaranteed:
             return None
-        extra = self._chop_extra(run, role, quota_part - guaranteed, guaranteed.scalar_quantities())
+        guaranteed_q = guaranteed.scalar_quantities()
+        extra = self._chop_extra(run, role, quota_part - guaranteed, guaranteed_q)
         offer = guaranteed + candidate.filter(_fixed_part) + extra
         if not self._allocatable(offer, role, fw):
             return None
         if rf is not None and rf.blocking(fw.id, offer, run.now) is not None:
             return None
+        run.guaranteed = guaranteed_q
         return offer
 
     def _chop_extra(
         self, run: _Pass, role: str, extra: Resources, already: Quantities
     ) -> Resources:
-        """Cap `extra` by the role's quota limits and by headroom held for guarantees."""
+        """Cap `extra` by the role's quota limits and by headroom held for guarantees.
+
+        `already` (the guaranteed part of a stage-1 offer) counts against the limits
+        only: it lowers the available and the required headroom alike, so the surplus
+        headroom left for `extra` is still available - required (as in Mesos).
+        """
         limit = self._roles.limit_headroom(role)
         if limit is not None:
             extra = extra.shrink_to(
@@ -772,7 +823,7 @@ class HierarchicalAllocator:
             )
         if run.required:
             cap = {
-                name: max(0, run.headroom.get(name, 0) - need - already[name])
+                name: max(0, run.headroom.get(name, 0) - need)
                 for name, need in run.required.items()
             }
             extra = extra.shrink_to(cap, absent_unlimited=True)
@@ -829,8 +880,10 @@ class HierarchicalAllocator:
         if run.quota_on:
             for name, amount in quota_scalars(offer).items():
                 run.headroom[name] = run.headroom.get(name, 0) - amount
-                if stage is Stage.QUOTA_GUARANTEE and name in run.required:
-                    run.required[name] = max(0, run.required[name] - amount)
+            if stage is Stage.QUOTA_GUARANTEE:
+                for name, amount in run.guaranteed.items():
+                    if name in run.required:
+                        run.required[name] = max(0, run.required[name] - amount)
         if offer.has_atomic():
             shared = offer.shared()
             if shared:

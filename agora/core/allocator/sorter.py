@@ -141,7 +141,8 @@ class DRFSorter:
             return
         if node.active:
             self._active_count -= 1
-        self._subtract_path(node, node.allocation)
+        # A copy: the walk empties the leaf's own dict before reaching its ancestors.
+        self._subtract_path(node, dict(node.allocation))
         node.is_client = False
         node.active = False
         self._prune(node)
@@ -149,15 +150,15 @@ class DRFSorter:
     def _prune(self, node: _Node) -> None:
         while node.parent is not None and not node.children and not node.is_client:
             parent = node.parent
-            self._detach(parent, node)
             del parent.children[node.path]
+            self._detach(parent, node)
             node = parent
         # An internal node left with only its virtual leaf collapses back into a leaf.
         if node.parent is not None and len(node.children) == 1:
             (only,) = node.children.values()
             if only.path == f"{node.path}/{VIRTUAL}":
-                self._detach(node, only)
                 node.children.clear()
+                self._detach(node, only)
                 node.is_client = True
                 node.active = only.active
                 node.count = only.count
@@ -331,6 +332,8 @@ class DRFSorter:
             index = bisect_left(parent.keys, key)
             parent.keys.insert(index, key)
             parent.names.insert(index, child.path)
+        # A node that just got its first child becomes visible in its own parent's list.
+        self._reposition(parent)
 
     def _detach(self, parent: _Node, child: _Node) -> None:
         self._flat = None
@@ -340,6 +343,8 @@ class DRFSorter:
             del parent.names[index]
             child.key = None
         self._order = None
+        # ...and one that lost its last child may drop out of it.
+        self._reposition(parent)
 
     def _reposition(self, node: _Node) -> None:
         """Move `node` to its place among its siblings after its key may have changed."""
@@ -377,6 +382,8 @@ class DRFSorter:
                 if child.visible():
                     child.key = self._key(child)
                     insort(keys, child.key)
+                else:
+                    child.key = None  # a stale key would be looked for and not found
             names = [key[2] for key in keys]
             node.keys, node.names = keys, names
         self._order = None

@@ -79,15 +79,20 @@ class AllocFramework:
         )
 
 
+# What a current agent advertises (an older agent lacking MULTI_ROLE or
+# HIERARCHICAL_ROLE is not offered to frameworks that need them).
+AGENT_CAPABILITIES = frozenset(
+    {Capability.MULTI_ROLE, Capability.HIERARCHICAL_ROLE, Capability.RESERVATION_REFINEMENT}
+)
+
+
 @dataclass
 class AgentProfile:
     hostname: str
     attributes: Mapping[str, str] = field(default_factory=dict)
     region: str | None = None
     zone: str | None = None
-    capabilities: frozenset[str] = frozenset(
-        {Capability.MULTI_ROLE, Capability.HIERARCHICAL_ROLE, Capability.RESERVATION_REFINEMENT}
-    )
+    capabilities: frozenset[str] = AGENT_CAPABILITIES
 
     def facts(self) -> AgentFacts:
         return AgentFacts(self.hostname, self.attributes, self.region, self.zone)
@@ -104,6 +109,7 @@ class AllocAgent:
         "holdings",
         "filters",
         "has_gpus",
+        "overcommitted",
     )
 
     def __init__(self, agent_id: str, profile: AgentProfile, total: Resources) -> None:
@@ -118,6 +124,9 @@ class AllocAgent:
         self.holdings: dict[str, Resources] = {}
         self.filters: dict[str, RoleFilters] = {}
         self.has_gpus = total.scalar("gpus") > 0
+        # Holdings exceed the total (it shrank, e.g. a lower oversubscription estimate):
+        # returned resources must not be added back to `available` blindly.
+        self.overcommitted = False
 
     def held(self) -> Resources:
         return Resources.sum(self.holdings.values())

@@ -37,6 +37,10 @@ def on_register(master: MasterCore, event: ev.RegisterAgent, now: float) -> None
     info = event.info
     for other in list(master.agents.values()):
         if (other.info.hostname, other.info.port) == (info.hostname, info.port):
+            if other.connected and other.connection_id == event.connection_id:
+                # A retry of a registration we already took: just answer again.
+                master.to_agent(other, cmd.AgentRegistered(other.id, master.info.id))
+                return
             # The same host and port registering anew: the old agent restarted with a
             # fresh identity (e.g. after a reboot); its tasks are gone.
             remove_agent(master, other, Reason.AGENT_RESTARTED, "Agent restarted with a new id")
@@ -62,6 +66,10 @@ def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> 
         master.emit(cmd.DropAgentConnection(event.connection_id, "Agent has been marked gone"))
         return
     agent = master.agents.get(event.agent_id)
+    if agent is not None and agent.connected and agent.connection_id == event.connection_id:
+        # A retry on the connection we already accepted: its report is no newer.
+        master.to_agent(agent, cmd.AgentReregistered(agent.id, master.info.id))
+        return
     if agent is not None:
         _reconnect_known(master, agent, event, now)
         return
@@ -93,6 +101,8 @@ def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> 
             master.add_executor(framework, agent, executor)
     for task_report in event.tasks:
         _adopt_task(master, agent, task_report, announce=was_unreachable)
+    if was_unreachable:
+        _forget_unreported(master, agent.id)
     master.allocator.add_agent(
         agent.id,
         agent_profile(event.info, event.capabilities),
@@ -157,12 +167,32 @@ def _adopt_task(master: MasterCore, agent: Agent, report: ev.AgentTask, announce
     task.status_update_uuid = report.status_update_uuid
     task.unreachable_time = None
     master.add_task(framework, agent, task)
+    uuid = report.status_update_uuid
+    if uuid is not None and uuid in framework.acked_uuids:
+        _reacknowledge(master, framework, agent, task.task_id, uuid)
     if announce:
+        # The state being delivered, not the newest: the agent's queue still holds the
+        # updates in between, and the framework must see them in order.
+        shown = report.status_update_state or report.state
         status = master.master_status(
-            task.task_id, report.state, Reason.AGENT_REREGISTERED, "Agent re-registered", agent.id
+            task.task_id, shown, Reason.AGENT_REREGISTERED, "Agent re-registered", agent.id
         )
         task.record(status)
         master.send_status(framework, status)
+
+
+def _forget_unreported(master: MasterCore, agent_id: str) -> None:
+    """Tasks left unreachable on an agent that came back without them are gone: the
+    agent is authoritative once it re-registers."""
+    for framework in list(master.frameworks.values()):
+        for task in [t for t in framework.unreachable_tasks.values() if t.agent_id == agent_id]:
+            state = TaskState.GONE if framework.partition_aware else TaskState.LOST
+            master.terminate_task(
+                task,
+                state,
+                Reason.TASK_UNKNOWN,
+                "Task is unknown to the agent after it re-registered",
+            )
 
 
 def _shutdown_completed(master: MasterCore, agent: Agent, event: ev.ReregisterAgent) -> None:
@@ -194,7 +224,7 @@ def _reconnect_known(
             master.terminate_task(
                 task,
                 lost,
-                Reason.RECONCILIATION,
+                Reason.TASK_UNKNOWN,
                 "Task is unknown to the agent after it re-registered",
             )
         elif report is not None and master.set_task_state(task, report.state):
@@ -353,6 +383,11 @@ def on_status_update(master: MasterCore, event: ev.StatusUpdateFromAgent, now: f
             master.to_agent(agent, cmd.ShutdownFramework(event.framework_id))
         return
     status = event.status
+    if status.uuid is not None and status.uuid in framework.acked_uuids:
+        # A late duplicate of an update the framework already acknowledged: do not
+        # deliver it again (the framework would see its task go back in time).
+        _reacknowledge(master, framework, agent, status.task_id, status.uuid)
+        return
     if status.agent_id is None or status.timestamp is None:
         status = replace(
             status, agent_id=status.agent_id or agent.id, timestamp=status.timestamp or now
@@ -365,6 +400,18 @@ def on_status_update(master: MasterCore, event: ev.StatusUpdateFromAgent, now: f
         task.status_update_uuid = status.uuid
         task.record(status)
     master.send_status(framework, status)
+
+
+def _reacknowledge(
+    master: MasterCore, framework: Framework, agent: Agent, task_id: str, uuid: bytes
+) -> None:
+    """The agent retries an update the framework already acknowledged (the first
+    acknowledgement was lost): acknowledge it again, and forget the task if that was
+    its terminal update."""
+    master.to_agent(agent, cmd.AcknowledgeUpdate(framework.id, task_id, uuid))
+    task = framework.tasks.get(task_id)
+    if task is not None and task.status_update_uuid == uuid and task.state.is_terminal:
+        master.complete_task(task)
 
 
 @handles(ev.ExecutorExited)

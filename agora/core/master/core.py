@@ -78,6 +78,8 @@ class MasterCore:
         self.gone_agents: dict[str, float] = {}
         self.offers: dict[str, Offer] = {}
         self.recent_decisions: deque[OfferDecision] = deque(maxlen=1000)
+        self.last_pass_decisions: list[OfferDecision] = []
+        self.last_pass_was_full = False
         self._out: list[cmd.Command] = []
         self._timers: list[tuple[float, int, TimerKind, str, int]] = []
         self._timer_seq = 0
@@ -196,11 +198,15 @@ class MasterCore:
 
     def allocate(self, now: float) -> None:
         full = self._next_full_allocation is None or now >= self._next_full_allocation
+        self.last_pass_decisions = []
+        self.last_pass_was_full = False
         if not full and not self.allocator.pending():
             return
         if full:
             self._next_full_allocation = now + self.options.allocation_interval_s
         decisions = self.allocator.allocate(now, full=full)
+        self.last_pass_decisions = decisions
+        self.last_pass_was_full = full
         batches: dict[str, list[cmd.OfferView]] = {}
         for decision in decisions:
             view = self._make_offer(decision, now)

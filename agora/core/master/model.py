@@ -14,6 +14,7 @@ from agora.core.resources import EMPTY, Resources
 from agora.core.task_states import TaskState
 
 MAX_STATUSES_PER_TASK = 10
+MAX_REMEMBERED_ACKS = 10_000
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,18 @@ class Framework:
     completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=1000))
     # agent id -> executor id -> executor
     executors: dict[str, dict[str, Executor]] = field(default_factory=dict)
+    # Update uuids the framework acknowledged (bounded): a late duplicate of one of them
+    # must not reach the framework again, or it would see its task go back in time.
+    acked_uuids: dict[bytes, None] = field(default_factory=dict)
 
     @property
     def partition_aware(self) -> bool:
         return self.info.partition_aware
+
+    def remember_ack(self, uuid: bytes) -> None:
+        self.acked_uuids[uuid] = None
+        if len(self.acked_uuids) > MAX_REMEMBERED_ACKS:
+            del self.acked_uuids[next(iter(self.acked_uuids))]
 
     def executor(self, agent_id: str, executor_id: str) -> Executor | None:
         return self.executors.get(agent_id, {}).get(executor_id)

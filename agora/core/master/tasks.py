@@ -127,12 +127,17 @@ def on_acknowledge(master: MasterCore, event: ev.Acknowledge, now: float) -> Non
         master.respond(event.request_id, 400, "'acknowledge.uuid' must be a 16-byte UUID")
         return
     master.respond(event.request_id, 202)
+    framework.remember_ack(event.uuid)
     task = framework.tasks.get(event.task_id)
-    if task is not None and task.status_update_uuid == event.uuid:
-        if task.status_update_state is not None and task.status_update_state.is_terminal:
-            master.complete_task(task)  # the terminal update reached the framework
-        task.status_update_state = None
-        task.status_update_uuid = None
+    # `status_update_state` stays: it is the last state the framework was given, which
+    # reconciliation must keep reporting until the agent's next update arrives.
+    if (
+        task is not None
+        and task.status_update_uuid == event.uuid
+        and task.status_update_state is not None
+        and task.status_update_state.is_terminal
+    ):
+        master.complete_task(task)  # the terminal update reached the framework
     agent = master.agents.get(event.agent_id)
     if agent is not None:
         master.to_agent(agent, cmd.AcknowledgeUpdate(framework.id, event.task_id, event.uuid))

@@ -1,0 +1,23 @@
+"""`agora`: the command line entry point (click)."""
+
+from __future__ import annotations
+
+import click
+
+from agora import __version__
+from agora.cli.local import local
+from agora.cli.simulate import simulate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agora")
+def cli() -> None:
+    """Agora: a datacenter kernel with Mesos-style resource offers."""
+
+
+cli.add_command(local)
+cli.add_command(simulate)
+
+
+def main() -> None:
+    cli()

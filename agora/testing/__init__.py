@@ -1,0 +1,1 @@
+"""Public test kit: the deterministic simulator and helpers for testing Agora."""

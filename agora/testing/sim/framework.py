@@ -1,0 +1,221 @@
+"""A simulated framework scheduler: subscribes, launches tasks on offers or declines
+them, acknowledges updates, kills, reconciles, suppresses and revives, and fails over
+when its event stream breaks. It records everything it was told, for the invariants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agora.core.master import commands as cmd
+from agora.core.master import events as ev
+from agora.core.resources import Resources
+from agora.core.task_states import TaskState
+
+if TYPE_CHECKING:
+    from agora.testing.sim.world import Simulation
+
+RESUBSCRIBE_S = 2.0
+HOUSEKEEPING_S = 5.0
+
+
+@dataclass
+class Observed:
+    """What the framework was told about one of its tasks, in order."""
+
+    states: list[TaskState] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+
+
+class SimFramework:
+    def __init__(
+        self, sim: Simulation, index: int, roles: tuple[str, ...], partition_aware: bool
+    ) -> None:
+        self.sim = sim
+        self.name = f"framework{index}"
+        self.roles = roles
+        self.partition_aware = partition_aware
+        self.framework_id: str | None = None
+        self.stream_id: str | None = None
+        self.subscribing = False
+        self.budget = sim.config.tasks_per_framework
+        self.launched: dict[str, str] = {}  # task id -> agent id
+        self.observed: dict[str, Observed] = {}
+        self.offers: dict[str, cmd.OfferView] = {}
+        self.suppressed = False
+        self._requests = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _request_id(self) -> str:
+        self._requests += 1
+        return f"{self.name}-r{self._requests}"
+
+    def call(self, event: ev.MasterEvent) -> None:
+        self.sim.framework_to_master(self, event)
+
+    def _call_args(self) -> dict[str, Any]:
+        assert self.framework_id is not None
+        return {
+            "request_id": self._request_id(),
+            "framework_id": self.framework_id,
+            "stream_id": self.stream_id,
+        }
+
+    def info_json(self) -> dict[str, Any]:
+        capabilities = [{"type": "MULTI_ROLE"}]
+        if self.partition_aware:
+            capabilities.append({"type": "PARTITION_AWARE"})
+        info: dict[str, Any] = {
+            "user": "sim",
+            "name": self.name,
+            "roles": list(self.roles),
+            "capabilities": capabilities,
+            "failover_timeout": 3600.0,
+            "checkpoint": True,
+        }
+        if self.framework_id is not None:
+            info["id"] = {"value": self.framework_id}
+        return info
+
+    # -------------------------------------------------------------- subscription
+
+    def start(self) -> None:
+        self.subscribe()
+        self.sim.after(HOUSEKEEPING_S, self._housekeeping)
+
+    def subscribe(self) -> None:
+        if self.stream_id is not None or self.subscribing:
+            return
+        self.subscribing = True
+        self.call(ev.Subscribe(request_id=self._request_id(), framework_info=self.info_json()))
+
+    def stream_opened(self, framework_id: str, stream_id: str) -> None:
+        self.subscribing = False
+        self.framework_id = framework_id
+        self.stream_id = stream_id
+        self.suppressed = False
+        self.offers.clear()
+        self.reconcile()
+
+    def subscription_refused(self, message: str) -> None:
+        self.subscribing = False
+        self.sim.after(RESUBSCRIBE_S, self.subscribe)
+
+    def stream_closed(self, stream_id: str) -> None:
+        if stream_id != self.stream_id:
+            return
+        self.stream_id = None
+        self.offers.clear()
+        self.sim.after(RESUBSCRIBE_S, self.subscribe)
+
+    def responded(self, response: cmd.Respond) -> None:
+        if response.status == 403 and self.stream_id is not None:
+            # Not subscribed any more (our stream was replaced or broken): fail over.
+            self.stream_id = None
+            self.sim.after(RESUBSCRIBE_S, self.subscribe)
+
+    # -------------------------------------------------------------------- events
+
+    def receive(self, stream_id: str, event: cmd.SchedulerEvent) -> None:
+        if stream_id != self.stream_id:
+            return
+        if isinstance(event, cmd.Offers):
+            for offer in event.offers:
+                self._consider(offer)
+        elif isinstance(event, cmd.Rescind):
+            self.offers.pop(event.offer_id, None)
+        elif isinstance(event, cmd.Update):
+            self._on_update(event)
+
+    def _on_update(self, event: cmd.Update) -> None:
+        status = event.status
+        seen = self.observed.setdefault(status.task_id, Observed())
+        seen.states.append(status.state)
+        seen.reasons.append(None if status.reason is None else status.reason.value)
+        if status.uuid is not None and status.agent_id is not None and self.stream_id is not None:
+            self.call(
+                ev.Acknowledge(
+                    **self._call_args(),
+                    agent_id=status.agent_id,
+                    task_id=status.task_id,
+                    uuid=status.uuid,
+                )
+            )
+
+    def _consider(self, offer: cmd.OfferView) -> None:
+        rng = self.sim.rng
+        self.offers[offer.id] = offer
+        if self.budget <= 0 or rng.random() < 0.2:
+            refuse = rng.choice([None, 0.0, 1.0, 10.0, 60.0])
+            self.offers.pop(offer.id, None)
+            self.call(ev.Decline(**self._call_args(), offer_ids=(offer.id,), refuse_seconds=refuse))
+            return
+        left = offer.resources
+        tasks = []
+        for _ in range(rng.randint(1, 4)):
+            if self.budget <= 0:
+                break
+            cpus, mem = rng.choice([0.1, 0.5, 1.0]), rng.choice([32, 128, 512])
+            want = _task_resources(cpus, mem, offer.role)
+            if not left.contains(want):
+                break
+            left = left - want
+            self.budget -= 1
+            task_id = f"{self.name}-t{len(self.launched)}"
+            self.launched[task_id] = offer.agent_id
+            tasks.append(_task_json(task_id, offer.agent_id, cpus, mem))
+        operations = ({"type": "LAUNCH", "launch": {"task_infos": tasks}},) if tasks else ()
+        self.offers.pop(offer.id, None)
+        self.call(ev.Accept(**self._call_args(), offer_ids=(offer.id,), operations=operations))
+
+    # -------------------------------------------------------------- housekeeping
+
+    def _housekeeping(self) -> None:
+        rng = self.sim.rng
+        if self.stream_id is not None and self.framework_id is not None:
+            live = [t for t in self.launched if not self.believes_terminal(t)]
+            roll = rng.random()
+            if live and roll < 0.3:
+                self.call(ev.Kill(**self._call_args(), task_id=rng.choice(live)))
+            elif roll < 0.5:
+                self.reconcile()
+            elif roll < 0.6 and not self.suppressed:
+                self.suppressed = True
+                self.call(ev.Suppress(**self._call_args()))
+            elif self.suppressed or self.budget > 0:
+                self.suppressed = False
+                self.call(ev.Revive(**self._call_args()))
+        self.sim.after(HOUSEKEEPING_S, self._housekeeping)
+
+    def reconcile(self) -> None:
+        if self.stream_id is None or self.framework_id is None:
+            return
+        self.call(ev.Reconcile(**self._call_args()))
+
+    def believes_terminal(self, task_id: str) -> bool:
+        seen = self.observed.get(task_id)
+        if seen is None or not seen.states:
+            return False
+        last = seen.states[-1]
+        return last.is_terminal and not (last is TaskState.LOST and not self.partition_aware)
+
+
+def _task_resources(cpus: float, mem: int, role: str) -> Resources:
+    from agora.core.resource_text import parse_resources
+
+    return parse_resources(f"cpus:{cpus};mem:{mem}").allocate(role)
+
+
+def _task_json(task_id: str, agent_id: str, cpus: float, mem: int) -> dict[str, Any]:
+    return {
+        "name": task_id,
+        "task_id": {"value": task_id},
+        "agent_id": {"value": agent_id},
+        "command": {"value": "sleep 10"},
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
+        ],
+    }
