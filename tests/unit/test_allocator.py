@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from agora.core.allocator import AllocatorOptions, OfferDecision
-from agora.core.allocator.allocator import AllocatorError, Stage
+from agora.core.allocator import AllocatorError, AllocatorOptions, OfferDecision, Stage
 from agora.core.allocator.constraints import Constraint, Predicate, Pseudo, RoleConstraints
 from agora.core.allocator.state import AgentProfile, Capability
 from agora.core.operations import Create, Reserve, conversion

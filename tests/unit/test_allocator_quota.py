@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from agora.core.allocator import Quota
-from agora.core.allocator.allocator import Stage
+from agora.core.allocator import Quota, Stage
 from agora.core.allocator.quota import InvalidQuota, RoleTree, validate_quota
 from agora.core.allocator.state import Capability
 from agora.core.errors import InvalidRole

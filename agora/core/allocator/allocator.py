@@ -16,111 +16,27 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable, Mapping
-from enum import StrEnum
-from typing import NamedTuple
 
-from agora.core.allocator.filters import FilterGroup, RoleFilters
+from agora.core.allocator.allocation import AllocationPass, OfferDecision
+from agora.core.allocator.explain import WhyNot, explain
+from agora.core.allocator.filters import RoleFilters
 from agora.core.allocator.options import AllocatorOptions, refuse_duration_s
-from agora.core.allocator.quota import Quota, RoleTree, quota_scalars, validate_quota
+from agora.core.allocator.quota import Quota, RoleTree, validate_quota
 from agora.core.allocator.sorter import DRFSorter
 from agora.core.allocator.state import (
     AgentProfile,
     AllocAgent,
     AllocFramework,
-    Capability,
     FrameworkProfile,
 )
 from agora.core.errors import AgoraError
 from agora.core.operations import Conversion
 from agora.core.quantities import EMPTY_QUANTITIES, Quantities
-from agora.core.resource_meta import ResourceMeta
 from agora.core.resources import EMPTY, Resources
-from agora.core.values import Kind
 
 
 class AllocatorError(AgoraError, ValueError):
     """The master asked for something inconsistent (unknown agent, resources not held)."""
-
-
-class Stage(StrEnum):
-    QUOTA_GUARANTEE = "quota-guarantee"
-    FAIR_SHARE = "fair-share"
-
-
-class OfferDecision(NamedTuple):
-    """One offer to make: `resources` (tagged with `role`) of `agent_id` to a framework."""
-
-    framework_id: str
-    role: str
-    agent_id: str
-    resources: Resources
-    stage: Stage
-    role_share: float
-    framework_share: float
-
-    def why(self) -> str:
-        if self.stage is Stage.QUOTA_GUARANTEE:
-            return f"role {self.role!r} is below its quota guarantee"
-        return (
-            f"role {self.role!r} had the lowest weighted DRF share ({self.role_share:.4f}) "
-            f"and the framework the lowest within it ({self.framework_share:.4f})"
-        )
-
-
-def _stripper(strip_shared: bool, strip_revocable: bool, strip_refined: bool):  # type: ignore[no-untyped-def]
-    def keep(m: ResourceMeta) -> bool:
-        return not (
-            (strip_shared and m.shared)
-            or (strip_revocable and m.revocable)
-            or (strip_refined and len(m.reservations) > 1)
-        )
-
-    return keep
-
-
-def _fixed_part(m: ResourceMeta) -> bool:
-    """Never limited by quota or headroom: reservations, non-scalars, revocable."""
-    return bool(m.reservations) or m.kind is not Kind.SCALAR or m.revocable
-
-
-def _quota_part(m: ResourceMeta) -> bool:
-    return not m.reservations and m.kind is Kind.SCALAR and not m.revocable
-
-
-def _in_any(framework_id: str, groups: list[FilterGroup]) -> bool:
-    # A plain loop: any() with a generator costs more on this per-framework hot path.
-    for group in groups:  # noqa: SIM110
-        if framework_id in group:
-            return True
-    return False
-
-
-class _Pass:
-    """Scratch state of one allocation pass."""
-
-    __slots__ = (
-        "now",
-        "decisions",
-        "offered_shared",
-        "quota_on",
-        "required",
-        "headroom",
-        "guaranteed",
-    )
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-        self.decisions: list[OfferDecision] = []
-        self.offered_shared: dict[str, Resources] = {}
-        self.quota_on = False
-        self.required: dict[str, int] = {}
-        self.headroom: dict[str, int] = {}
-        # Stage 1: the guaranteed part of the offer being granted (it alone lowers
-        # the required headroom; the extra above it does not satisfy other roles).
-        self.guaranteed = EMPTY_QUANTITIES
-
-
-_SorterUpdate = tuple[str, str, Quantities]  # framework id, role, scalar quantities
 
 
 class HierarchicalAllocator:
@@ -182,6 +98,15 @@ class HierarchicalAllocator:
         if sorter is None or framework_id not in sorter:
             return 0.0
         return sorter.share(framework_id)
+
+    def framework_order(self, role: str) -> list[str]:
+        """Frameworks that want offers for `role`, in the DRF order they would get them."""
+        sorter = self._fw_sorters.get(role)
+        return [] if sorter is None else list(sorter.order())
+
+    def explain(self, framework_id: str, agent_id: str, now: float) -> list[WhyNot]:
+        """Why this framework gets (or would get) nothing from this agent, per role."""
+        return explain(self, framework_id, agent_id, now)
 
     def cluster_total(self) -> Quantities:
         return self._total
@@ -657,248 +582,7 @@ class HierarchicalAllocator:
         self._candidates.clear()
         self._full_pass_pending = False
         self.allocation_runs += 1
-        run = _Pass(now)
         if not agents or not self._role_sorter.clients():
-            return run.decisions
+            return []
         self._rng.shuffle(agents)
-        if self._roles.has_quota():
-            self._prepare_quota(run)
-            if self._roles.has_guarantees():
-                self._stage(run, agents, Stage.QUOTA_GUARANTEE)
-                self._rng.shuffle(agents)
-        self._stage(run, agents, Stage.FAIR_SHARE)
-        return run.decisions
-
-    def _prepare_quota(self, run: _Pass) -> None:
-        run.quota_on = True
-        run.required = self._roles.required_headroom().as_dict()
-        headroom: dict[str, int] = {}
-        for agent in self._agents.values():
-            for name, amount in quota_scalars(agent.available).items():
-                headroom[name] = headroom.get(name, 0) + amount
-        run.headroom = headroom
-
-    def _stage(self, run: _Pass, agents: list[AllocAgent], stage: Stage) -> None:
-        role_sorter = self._role_sorter
-        fw_sorters = self._fw_sorters
-        frameworks = self._frameworks
-        roles = self._roles
-        now = run.now
-        guarantee_stage = stage is Stage.QUOTA_GUARANTEE
-        for agent in agents:
-            if not agent.available:
-                continue
-            updates: list[_SorterUpdate] = []
-            for role in role_sorter.order():
-                if guarantee_stage and not roles.quota(role).guarantees:
-                    continue
-                fsorter = fw_sorters[role]
-                active = fsorter.active_count()
-                if not active:
-                    continue
-                avail = agent.available.allocatable_to(role)
-                if not avail:
-                    continue
-                rf = agent.filters.get(role)
-                covering: list[FilterGroup] = []
-                if rf is not None:
-                    for gone in rf.prune(now):
-                        self._count_filter(gone, role, -1)
-                    covering = rf.covering(avail)
-                    if covering and rf.distinct(covering) >= active:
-                        continue
-                for framework_id in fsorter.order():
-                    if covering and _in_any(framework_id, covering):
-                        continue
-                    fw = frameworks[framework_id]
-                    if guarantee_stage:
-                        offer = self._guaranteed_offer(run, agent, role, fw, avail, rf)
-                    else:
-                        offer = self._fair_offer(run, agent, role, fw, avail, rf)
-                    if offer is None:
-                        continue
-                    self._grant(run, agent, fw, role, offer, stage, updates)
-                    avail = agent.available
-                    if not avail:
-                        break
-                    avail = avail.allocatable_to(role)
-                    if not avail:
-                        break
-                if not agent.available:
-                    break
-            for framework_id, role, quantities in updates:
-                fw_sorters[role].allocated(framework_id, quantities)
-                role_sorter.allocated(role, quantities)
-
-    def _candidate(
-        self, run: _Pass, agent: AllocAgent, role: str, fw: AllocFramework, avail: Resources
-    ) -> Resources | None:
-        """What this framework could be offered here before quota: checks shared by both
-        stages (constraints, minimum size, capabilities, stripping)."""
-        constraints = fw.profile.constraints.get(role)
-        if constraints is not None and not constraints.admits(agent.facts):
-            return None
-        if avail.has_atomic():
-            shared = run.offered_shared.get(agent.id)
-            if shared is not None:
-                avail = avail.saturating_sub(shared)
-        if not self._allocatable(avail, role, fw) or not self._capable(fw, agent, role):
-            return None
-        strip_key = fw.strip_key
-        if (strip_key[0] and avail.has_atomic()) or strip_key[1] or strip_key[2]:
-            whole = avail
-            avail = avail.cached(("strip", strip_key), lambda: whole.filter(_stripper(*strip_key)))
-            # Stripping may leave nothing, or too little (e.g. only revocable cpus).
-            if avail is not whole and not self._allocatable(avail, role, fw):
-                return None
-        return avail
-
-    def _fair_offer(
-        self,
-        run: _Pass,
-        agent: AllocAgent,
-        role: str,
-        fw: AllocFramework,
-        avail: Resources,
-        rf: RoleFilters | None,
-    ) -> Resources | None:
-        candidate = self._candidate(run, agent, role, fw, avail)
-        if candidate is None:
-            return None
-        offer = candidate
-        if run.quota_on:
-            extra = offer.filter(_quota_part)
-            if extra:
-                chopped = self._chop_extra(run, role, extra, EMPTY_QUANTITIES)
-                if chopped is not extra:
-                    offer = offer.filter(_fixed_part) + chopped
-        if offer is not candidate and not self._allocatable(offer, role, fw):
-            return None
-        if rf is not None and rf.blocking(fw.id, offer, run.now) is not None:
-            return None
-        return offer
-
-    def _guaranteed_offer(
-        self,
-        run: _Pass,
-        agent: AllocAgent,
-        role: str,
-        fw: AllocFramework,
-        avail: Resources,
-        rf: RoleFilters | None,
-    ) -> Resources | None:
-        unsatisfied = self._roles.unsatisfied_guarantee(role)
-        if not unsatisfied:
-            return None
-        candidate = self._candidate(run, agent, role, fw, avail)
-        if candidate is None:
-            return None
-        quota_part = candidate.filter(_quota_part)
-        guaranteed = quota_part.shrink_to(unsatisfied)
-        if not guaranteed:
-            return None
-        guaranteed_q = guaranteed.scalar_quantities()
-        extra = self._chop_extra(run, role, quota_part - guaranteed, guaranteed_q)
-        offer = guaranteed + candidate.filter(_fixed_part) + extra
-        if not self._allocatable(offer, role, fw):
-            return None
-        if rf is not None and rf.blocking(fw.id, offer, run.now) is not None:
-            return None
-        run.guaranteed = guaranteed_q
-        return offer
-
-    def _chop_extra(
-        self, run: _Pass, role: str, extra: Resources, already: Quantities
-    ) -> Resources:
-        """Cap `extra` by the role's quota limits and by headroom held for guarantees.
-
-        `already` (the guaranteed part of a stage-1 offer) counts against the limits
-        only: it lowers the available and the required headroom alike, so the surplus
-        headroom left for `extra` is still available - required (as in Mesos).
-        """
-        limit = self._roles.limit_headroom(role)
-        if limit is not None:
-            extra = extra.shrink_to(
-                {k: max(0, v - already[k]) for k, v in limit.items()}, absent_unlimited=True
-            )
-        if run.required:
-            cap = {
-                name: max(0, run.headroom.get(name, 0) - need)
-                for name, need in run.required.items()
-            }
-            extra = extra.shrink_to(cap, absent_unlimited=True)
-        return extra
-
-    def _allocatable(self, resources: Resources, role: str, fw: AllocFramework) -> bool:
-        """Mesos's min_allocatable_resources: non-empty and covering one of the minimums."""
-        if not resources:
-            return False
-        minimums = fw.profile.min_allocatable.get(role, self.options.min_allocatable)
-        if not minimums:
-            return True
-        have = resources.quantities().get
-        for minimum in minimums:
-            for name, amount in minimum.items():
-                if have(name, 0) < amount:  # type: ignore[operator]
-                    break
-            else:
-                return True
-        return False
-
-    def _capable(self, fw: AllocFramework, agent: AllocAgent, role: str) -> bool:
-        if agent.has_gpus and self.options.filter_gpu_resources and not fw.gpu_ok:
-            return False
-        region = self.options.master_region
-        if (
-            region is not None
-            and agent.profile.region not in (None, region)
-            and not fw.region_aware
-        ):
-            return False
-        caps = agent.profile.capabilities
-        if fw.multi_role and Capability.MULTI_ROLE not in caps:
-            return False
-        return not ("/" in role and Capability.HIERARCHICAL_ROLE not in caps)
-
-    def _grant(
-        self,
-        run: _Pass,
-        agent: AllocAgent,
-        fw: AllocFramework,
-        role: str,
-        offer: Resources,
-        stage: Stage,
-        updates: list[_SorterUpdate],
-    ) -> None:
-        tagged = offer.allocate(role)
-        framework_id = fw.id
-        quantities = self._sorter_delta(agent, framework_id, role, tagged, +1)
-        agent.available = agent.available - offer.non_shared()
-        held = agent.holdings.get(framework_id)
-        agent.holdings[framework_id] = tagged if held is None else held + tagged
-        self._roles.add_held(role, offer, +1)
-        if run.quota_on:
-            for name, amount in quota_scalars(offer).items():
-                run.headroom[name] = run.headroom.get(name, 0) - amount
-            if stage is Stage.QUOTA_GUARANTEE:
-                for name, amount in run.guaranteed.items():
-                    if name in run.required:
-                        run.required[name] = max(0, run.required[name] - amount)
-        if offer.has_atomic():
-            shared = offer.shared()
-            if shared:
-                run.offered_shared[agent.id] = run.offered_shared.get(agent.id, EMPTY) + shared
-        updates.append((framework_id, role, quantities))
-        role_key = self._role_sorter.key(role)
-        fw_key = self._fw_sorters[role].key(framework_id)
-        run.decisions.append(
-            OfferDecision(
-                framework_id,
-                role,
-                agent.id,
-                tagged,
-                stage,
-                role_key[0] if role_key else 0.0,
-                fw_key[0] if fw_key else 0.0,
-            )
-        )
+        return AllocationPass(self, now).run(agents, self._rng)

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from agora.core.allocator import HierarchicalAllocator, OfferDecision
+from agora.core.allocator.explain import Verdict, WhyNot
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.core.master.info import MasterInfo, TaskStatus
@@ -111,6 +112,25 @@ class MasterCore:
         elif self._next_full_allocation is not None and self._has_offer_seekers():
             candidates.append(self._next_full_allocation)
         return min(candidates) if candidates else None
+
+    def explain(self, framework_id: str) -> list[WhyNot]:
+        """For each agent, why the framework is not being offered it (per role): the
+        answer to "why is my task pending"."""
+        out: list[WhyNot] = []
+        for agent_id in sorted(self.agents):
+            agent = self.agents[agent_id]
+            held = sorted(i for i in agent.offers if self.offers[i].framework_id == framework_id)
+            if held:
+                message = f"the framework holds outstanding offers {held} for this agent"
+                out.append(WhyNot(framework_id, agent_id, None, Verdict.OUTSTANDING_OFFER, message))
+            elif not agent.connected:
+                message = "the agent is disconnected (waiting for it to re-register)"
+                out.append(
+                    WhyNot(framework_id, agent_id, None, Verdict.AGENT_DISCONNECTED, message)
+                )
+            else:
+                out.extend(self.allocator.explain(framework_id, agent_id, self._now))
+        return out
 
     # ================================================================== output
 
