@@ -12,7 +12,6 @@ from typing import Any
 
 from agora.core.errors import InvalidResource
 from agora.core.values import (
-    Kind,
     Ranges,
     SetItems,
     format_millis,
@@ -65,17 +64,6 @@ class Attributes(Mapping[str, AttributeValue]):
         return f"Attributes({format_attributes(self)!r})"
 
 
-def attribute_kind(value: AttributeValue) -> Kind | None:
-    """None for TEXT (which has no resource kind)."""
-    if isinstance(value, str):
-        return None
-    if isinstance(value, int):
-        return Kind.SCALAR
-    if isinstance(value, tuple):
-        return Kind.RANGES
-    return Kind.SET
-
-
 def format_attribute_value(value: AttributeValue) -> str:
     if isinstance(value, str):
         return value
@@ -98,7 +86,12 @@ def parse_attributes(text: str) -> Attributes:
             raise InvalidAttribute(f"attribute {token!r} must look like name:value")
         if name in values:
             raise InvalidAttribute(f"attribute {name!r} is given twice")
-        values[name] = _parse_value(name, raw)
+        try:
+            values[name] = _parse_value(name, raw)
+        except InvalidAttribute:
+            raise
+        except InvalidResource as error:
+            raise InvalidAttribute(str(error)) from None
     return Attributes(values)
 
 

@@ -199,46 +199,28 @@ class Resources:
 
     def __sub__(self, other: Resources) -> Resources:
         """Strict difference: raises ResourceArithmeticError unless self contains other."""
-        if not other._div and not other._atoms:
-            return self
         if other is self:
             return EMPTY
+        return self._subtract(other, strict=True)
+
+    def saturating_sub(self, other: Resources) -> Resources:
+        """Mesos's `-`: remove what is there, ignore what is not."""
+        return self._subtract(other, strict=False)
+
+    def _subtract(self, other: Resources, strict: bool) -> Resources:
+        if not other._div and not other._atoms:
+            return self
         div = self._div.copy()
         for meta, value in other._div.items():
             cur = div.get(meta)
             if cur is value or (cur == value and cur is not None):
                 del div[meta]
                 continue
-            if cur is None or not _value_contains(cur, value):
-                raise ResourceArithmeticError(
-                    f"cannot subtract {_describe(meta, value)} from {self}"
-                )
-            left = _value_minus(cur, value)
-            if left:
-                div[meta] = left
-            else:
-                del div[meta]
-        atoms = self._atoms
-        if other._atoms:
-            atoms = atoms.copy()
-            for key, count in other._atoms.items():
-                have = atoms.get(key, 0)
-                if have < count:
-                    raise ResourceArithmeticError(f"cannot subtract {_describe(*key)} from {self}")
-                if have == count:
-                    del atoms[key]
-                else:
-                    atoms[key] = have - count
-        return Resources._trusted(div, atoms)
-
-    def saturating_sub(self, other: Resources) -> Resources:
-        """Mesos's `-`: remove what is there, ignore what is not."""
-        if not other._div and not other._atoms:
-            return self
-        div = self._div.copy()
-        for meta, value in other._div.items():
-            cur = div.get(meta)
-            if cur is None:
+            if cur is None or (strict and not _value_contains(cur, value)):
+                if strict:
+                    raise ResourceArithmeticError(
+                        f"cannot subtract {_describe(meta, value)} from {self}"
+                    )
                 continue
             left = _value_minus(cur, value)
             if left:
@@ -250,6 +232,8 @@ class Resources:
             atoms = atoms.copy()
             for key, count in other._atoms.items():
                 have = atoms.get(key, 0)
+                if strict and have < count:
+                    raise ResourceArithmeticError(f"cannot subtract {_describe(*key)} from {self}")
                 if have <= count:
                     atoms.pop(key, None)
                 else:

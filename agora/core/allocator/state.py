@@ -3,13 +3,13 @@ only what allocation needs and the master hands it through the allocator API).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agora.core.allocator.constraints import AgentFacts, RoleConstraints
 from agora.core.allocator.filters import RoleFilters
 from agora.core.quantities import Quantities
-from agora.core.resources import EMPTY, Resources
+from agora.core.resources import Resources
 
 
 class Capability:
@@ -127,19 +127,3 @@ class AllocAgent:
         # Holdings exceed the total (it shrank, e.g. a lower oversubscription estimate):
         # returned resources must not be added back to `available` blindly.
         self.overcommitted = False
-
-    def held(self) -> Resources:
-        return Resources.sum(self.holdings.values())
-
-    def held_by_role(self, role: str) -> Resources:
-        """Everything held here under `role`, in unallocated form."""
-        total = EMPTY
-        for holding in self.holdings.values():
-            part = holding.allocations().get(role)
-            if part:
-                total = total + part.unallocate()
-        return total
-
-
-def frameworks_holding(agents: Iterable[AllocAgent], framework_id: str) -> list[AllocAgent]:
-    return [a for a in agents if framework_id in a.holdings]

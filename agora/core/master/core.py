@@ -30,7 +30,6 @@ from agora.core.master.model import (
     Task,
     UnreachableAgent,
 )
-from agora.core.resources import Resources
 from agora.core.task_states import Reason, Source, TaskState, can_transition
 
 
@@ -386,9 +385,6 @@ class MasterCore:
             self.allocator.recover_resources(
                 executor.framework_id, executor.agent_id, executor.resources, 0, self._now
             )
-
-    def framework_resources(self, framework_id: str, agent_id: str) -> Resources:
-        return self.allocator.holdings(agent_id).get(framework_id, Resources())
 
 
 @handles(ev.Tick)
