@@ -15,7 +15,7 @@ import pytest
 from agora.core.allocator import AllocatorError, AllocatorOptions, OfferDecision, Stage
 from agora.core.allocator.constraints import Constraint, Predicate, Pseudo, RoleConstraints
 from agora.core.allocator.state import AgentProfile, Capability
-from agora.core.operations import Create, Reserve, conversion
+from agora.core.operations import Conversion, Create, Reserve, conversion
 from agora.core.resource_meta import dynamic
 from agora.core.resources import EMPTY
 from tests.unit.allocator_kit import (
@@ -1077,8 +1077,10 @@ def test_inconsistent_calls_raise_allocator_error():
     with pytest.raises(AllocatorError):
         c.alloc.update_allocation("f1", "nowhere", [])
     c.framework("f2", "r")
+    c.alloc.update_allocation("f2", "s1", [])  # nothing to convert: nothing to do
+    held_by_nobody = res("cpus:1").allocate("r")
     with pytest.raises(AllocatorError):
-        c.alloc.update_allocation("f2", "s1", [])
+        c.alloc.update_allocation("f2", "s1", [Conversion(held_by_nobody, held_by_nobody)])
     calls: list[Callable[[], object]] = [
         lambda: c.alloc.activate_framework("ghost"),
         lambda: c.alloc.deactivate_framework("ghost"),

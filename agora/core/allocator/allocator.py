@@ -440,27 +440,24 @@ class HierarchicalAllocator:
     ) -> None:
         """Speculative operations (RESERVE, CREATE...) changed resources a framework holds.
 
-        Conversions are in allocation-tagged form, as the master applied them to offers.
+        Conversions are in allocation-tagged form, as the master applied them to offers,
+        and apply in order: a later one may consume what an earlier one produced (RESERVE,
+        then CREATE a volume on the reservation).
         """
         agent = self._known_agent(agent_id)
-        holding = agent.holdings.get(framework_id)
-        if holding is None:
-            raise AllocatorError(f"framework {framework_id} holds nothing on agent {agent_id}")
-        conversions = list(conversions)
-        consumed = Resources.sum(c.consumed for c in conversions)
-        converted = Resources.sum(c.converted for c in conversions)
-        if not holding.contains(consumed):
-            raise AllocatorError(f"framework {framework_id} does not hold {consumed} on {agent_id}")
-        self._remove_holding(agent, framework_id, consumed)
-        total = agent.total
-        for c in conversions:
-            total = total - c.consumed.unallocate() + c.converted.unallocate()
-        self._roles.add_reservations(agent.total, -1)
-        agent.total = total
-        self._roles.add_reservations(total, +1)
-        # Hold the converted resources first: available = total - everything held.
-        self._add_holding(agent, framework_id, converted, from_available=False)
-        self._recompute_available(agent)
+        for consumed, converted in conversions:
+            holding = agent.holdings.get(framework_id)
+            if holding is None or not holding.contains(consumed):
+                raise AllocatorError(
+                    f"framework {framework_id} does not hold {consumed} on {agent_id}"
+                )
+            self._remove_holding(agent, framework_id, consumed)
+            self._roles.add_reservations(agent.total, -1)
+            agent.total = agent.total - consumed.unallocate() + converted.unallocate()
+            self._roles.add_reservations(agent.total, +1)
+            # Hold the converted resources first: available = total - everything held.
+            self._add_holding(agent, framework_id, converted, from_available=False)
+            self._recompute_available(agent)
 
     def _by_role(self, tagged: Resources) -> dict[str, Resources]:
         role = tagged.allocation_role()

@@ -327,10 +327,7 @@ def on_accept(master: MasterCore, event: ev.Accept, now: float) -> None:
             run.speculate(op_type, op.get(op_type.lower()) or {})
         # Other operation types (GROW_VOLUME, CREATE_DISK...) are not supported: dropped.
     if run.conversions:
-        # One at a time, in order: a later operation may consume what an earlier one
-        # produced (RESERVE, then CREATE a volume on the reservation).
-        for change in run.conversions:
-            master.allocator.update_allocation(framework.id, agent.id, [change])
+        master.allocator.update_allocation(framework.id, agent.id, run.conversions)
         master.to_agent(agent, cmd.CheckpointResources(master.allocator.total(agent.id)))
     leftover = run.remaining
     if leftover:

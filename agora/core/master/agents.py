@@ -111,6 +111,7 @@ def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> 
     )
     _shutdown_completed(master, agent, event)
     master.to_agent(agent, cmd.AgentReregistered(agent.id, master.info.id))
+    _send_pending_kills(master, agent)
     _start_pinging(master, agent, now)
 
 
@@ -195,6 +196,13 @@ def _forget_unreported(master: MasterCore, agent_id: str) -> None:
             )
 
 
+def _send_pending_kills(master: MasterCore, agent: Agent) -> None:
+    for (framework_id, task_id), kill in sorted(master.pending_kills.pop(agent.id, {}).items()):
+        task = agent.tasks.get(framework_id, {}).get(task_id)
+        if task is not None and not task.state.is_terminal:
+            master.to_agent(agent, kill)
+
+
 def _shutdown_completed(master: MasterCore, agent: Agent, event: ev.ReregisterAgent) -> None:
     reported = {t.framework_id for t in event.tasks} | {e.framework_id for e in event.executors}
     for framework_id in sorted(reported):
@@ -232,6 +240,11 @@ def _reconnect_known(
             task.status_update_uuid = report.status_update_uuid
     _recover_frameworks(master, event.frameworks, tuple(reported.values()), ())
     for report in reported.values():
+        framework = master.frameworks.get(report.framework_id)
+        if framework is not None and not framework.info.checkpoint:
+            # Told TASK_LOST when the agent disconnected: it must not come back to life.
+            master.to_agent(agent, cmd.KillTask(framework.id, report.task_id))
+            continue
         _adopt_task(master, agent, report, announce=False)
     agent.info = event.info
     agent.capabilities = event.capabilities
@@ -245,6 +258,7 @@ def _reconnect_known(
         master.allocator.deactivate_agent(agent.id)
     _shutdown_completed(master, agent, event)
     master.to_agent(agent, cmd.AgentReregistered(agent.id, master.info.id))
+    _send_pending_kills(master, agent)
     _start_pinging(master, agent, now)
 
 
@@ -365,6 +379,7 @@ def remove_agent(master: MasterCore, agent: Agent, reason: Reason, message: str)
         master.remove_executor(executor)
     master.allocator.remove_agent(agent.id)
     del master.agents[agent.id]
+    master.pending_kills.pop(agent.id, None)
     for framework in master.frameworks.values():
         master.to_framework(framework, cmd.Failure(agent_id=agent.id))
 

@@ -77,6 +77,8 @@ class MasterCore:
         self.unreachable_agents: dict[str, UnreachableAgent] = {}
         self.gone_agents: dict[str, float] = {}
         self.offers: dict[str, Offer] = {}
+        # Kills for tasks on agents that were away: sent when the agent re-registers.
+        self.pending_kills: dict[str, dict[tuple[str, str], cmd.KillTask]] = {}
         self.recent_decisions: deque[OfferDecision] = deque(maxlen=1000)
         self.last_pass_decisions: list[OfferDecision] = []
         self.last_pass_was_full = False

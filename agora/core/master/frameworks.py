@@ -35,7 +35,8 @@ def subscribed_framework(master: MasterCore, call: ev.SchedulerCall) -> Framewor
     framework = master.frameworks.get(call.framework_id)
     if framework is None:
         if call.framework_id in master.completed_frameworks:
-            master.respond(call.request_id, 403, "Framework has been removed")
+            # Mesos answers 400 for any framework it does not hold (completed ones too).
+            master.respond(call.request_id, 400, "Framework has been removed")
         else:
             master.respond(call.request_id, 400, "Framework cannot be found")
         return None
@@ -151,7 +152,13 @@ def _fail_over(master: MasterCore, framework: Framework, info: FrameworkInfo, no
     )
     framework.reregistered_time = now
     framework.recovered = False
-    for agent_id in sorted(framework.executors):
+    _tell_agents(master, framework)
+
+
+def _tell_agents(master: MasterCore, framework: Framework) -> None:
+    """Agents running the framework's tasks or executors learn its new FrameworkInfo."""
+    agent_ids = set(framework.executors) | {t.agent_id for t in framework.tasks.values()}
+    for agent_id in sorted(agent_ids):
         agent = master.agents.get(agent_id)
         if agent is not None:
             master.to_agent(agent, cmd.UpdateFrameworkInfo(framework.info))
@@ -255,6 +262,7 @@ def on_update_framework(master: MasterCore, event: ev.UpdateFramework, now: floa
     framework.suppressed_roles = frozenset(event.suppressed_roles)
     framework.constraints = constraints
     master.allocator.update_framework(framework.id, profile_of(framework))
+    _tell_agents(master, framework)
     master.respond(event.request_id, 200)
 
 

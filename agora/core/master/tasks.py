@@ -12,20 +12,25 @@ from agora.core.master.frameworks import subscribed_framework
 from agora.core.master.info import TaskStatus
 from agora.core.master.model import Framework, Task
 from agora.core.roles import is_self_or_descendant, validate_role
-from agora.core.task_states import Reason, TaskState
+from agora.core.task_states import Reason, Source, TaskState
 
 UUID_BYTES = 16
 
 
 def latest_status(master: MasterCore, task: Task) -> TaskStatus:
     """What reconciliation reports for a known task: the state being delivered, else the
-    latest (REASON_RECONCILIATION; message and data are not repeated)."""
-    state = task.status_update_state or task.state
+    latest (REASON_RECONCILIATION, SOURCE_MASTER; message and data are not repeated).
+    A task on an unreachable agent is TASK_UNREACHABLE: nothing is being delivered."""
+    state: TaskState
+    if task.state is TaskState.UNREACHABLE:
+        state = task.state
+    else:
+        state = task.status_update_state or task.state
     last = task.latest_status()
     return TaskStatus(
         task_id=task.task_id,
         state=state,
-        source=last.source if last is not None else None,
+        source=Source.MASTER,
         reason=Reason.RECONCILIATION,
         message="Reconciliation: Latest task state",
         agent_id=task.agent_id,
@@ -76,7 +81,7 @@ def _reconcile(
         return
     for task_id, agent_id in wanted:
         known = framework.tasks.get(task_id) or framework.unreachable_tasks.get(task_id)
-        if known is not None and (agent_id is None or agent_id == known.agent_id):
+        if known is not None:  # Mesos trusts its own record over the given agent id
             master.send_status(framework, latest_status(master, known))
         else:
             master.send_status(framework, reconcile_unknown(master, framework, task_id, agent_id))
@@ -97,14 +102,20 @@ def on_kill(master: MasterCore, event: ev.Kill, now: float) -> None:
     if framework is None:
         return
     master.respond(event.request_id, 202)
-    task = framework.tasks.get(event.task_id)
+    task = framework.tasks.get(event.task_id) or framework.unreachable_tasks.get(event.task_id)
     if task is None or task.state.is_terminal:
-        # Unknown (or unreachable) task: answer as reconciliation would.
+        # Unknown task: answer as reconciliation would.
         _reconcile(master, framework, ((event.task_id, event.agent_id),))
         return
     agent = master.agents.get(task.agent_id)
-    if agent is not None:
-        master.to_agent(agent, cmd.KillTask(framework.id, task.task_id, event.kill_policy))
+    kill = cmd.KillTask(framework.id, task.task_id, event.kill_policy)
+    if agent is not None and agent.connected:
+        master.to_agent(agent, kill)
+    else:
+        # The agent is disconnected or unreachable: kill the task if it comes back
+        # (Mesos keeps `killedTasks` for this), and say where the task stands now.
+        master.pending_kills.setdefault(task.agent_id, {})[(framework.id, task.task_id)] = kill
+        _reconcile(master, framework, ((event.task_id, event.agent_id),))
 
 
 @handles(ev.Shutdown)
