@@ -12,7 +12,8 @@ for this allocator; the late rounds filter everything and are cheap).
     python bench/allocator.py                       # the three sizes of the issue
     python bench/allocator.py --agents 10000 --frameworks 1000 --rounds 0 --json
 
-Prints a table; with --json the last line is one JSON object.
+Each size runs --repeat times (default 3); figures are medians over those runs. Prints a
+table; with --json the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import random
 import statistics
 import sys
 import time
+import tracemalloc
 from dataclasses import asdict, dataclass
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from agora.core.allocator import AllocatorOptions, HierarchicalAllocator
+from agora.core.allocator import AllocatorOptions, HierarchicalAllocator, OfferDecision
 from agora.core.allocator.state import AgentProfile, FrameworkProfile
 from agora.core.resource_meta import Resource, ResourceMeta
 from agora.core.resource_text import parse_resources
@@ -48,6 +50,7 @@ class Result:
     agents: int
     frameworks: int
     rounds: int
+    repeats: int
     add_frameworks_s: float
     add_agents_s: float
     cycle_s_median: float
@@ -57,11 +60,6 @@ class Result:
     offers_total: int
     bytes_per_agent: int
     peak_rss_mb: float
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _peak_rss_mb() -> float:
@@ -77,19 +75,20 @@ def _port_fragments(count: int) -> Resources:
     return Resources([Resource(ResourceMeta("ports", Kind.RANGES), ranges)])
 
 
-def run(agents: int, frameworks: int, rounds: int, seed: int = 1) -> Result:
+def build(
+    agents: int, frameworks: int, seed: int
+) -> tuple[HierarchicalAllocator, float, float, list[OfferDecision]]:
+    """The benchmark's cluster: frameworks, then agents with resources already in use.
+    Returns the allocator, the add times and the offers the agent adds triggered."""
     allocator = HierarchicalAllocator(AllocatorOptions(), random.Random(seed))
-    gc.collect()
     started = time.perf_counter()
     framework_ids = [f"framework{i + 1}" for i in range(frameworks)]
     profile = FrameworkProfile(roles=frozenset({"*"}), capabilities=frozenset({"MULTI_ROLE"}))
     for framework_id in framework_ids:
         allocator.add_framework(framework_id, profile)
     add_frameworks_s = time.perf_counter() - started
-
     total = parse_resources(AGENT_RESOURCES)
     used = (parse_resources(USED_RESOURCES) + _port_fragments(16)).allocate("*")
-    rss_before = _rss_bytes()
     started = time.perf_counter()
     for i in range(agents):
         agent_id = f"agent{i + 1}"
@@ -97,11 +96,27 @@ def run(agents: int, frameworks: int, rounds: int, seed: int = 1) -> Result:
             agent_id, AgentProfile(hostname=agent_id), total, {framework_ids[i % frameworks]: used}
         )
     add_agents_s = time.perf_counter() - started
-    now = 0.0
-    offers = allocator.allocate(now)  # the event-driven allocation the agent adds trigger
-    gc.collect()
-    bytes_per_agent = max(0, _rss_bytes() - rss_before) // agents
+    offers = allocator.allocate(0.0)  # the event-driven allocation the agent adds trigger
+    return allocator, add_frameworks_s, add_agents_s, offers
 
+
+def bytes_per_agent(frameworks: int, sample: int = 2000) -> int:
+    """Allocator memory per agent (agent, resources, holdings, sorter entries, offers),
+    traced over a sample-sized build (tracing slows building, so not the timed one)."""
+    gc.collect()
+    tracemalloc.start()
+    kept = build(sample, frameworks, 0)
+    gc.collect()
+    traced = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
+    return traced // sample
+
+
+def run(agents: int, frameworks: int, rounds: int, seed: int = 1) -> Result:
+    gc.collect()
+    allocator, add_frameworks_s, add_agents_s, offers = build(agents, frameworks, seed)
+    now = 0.0
     wanted = 2 * frameworks if rounds <= 0 else rounds
     cycles: list[float] = []
     offer_cycles: list[float] = []
@@ -124,6 +139,7 @@ def run(agents: int, frameworks: int, rounds: int, seed: int = 1) -> Result:
         agents=agents,
         frameworks=frameworks,
         rounds=wanted,
+        repeats=1,
         add_frameworks_s=add_frameworks_s,
         add_agents_s=add_agents_s,
         cycle_s_median=statistics.median(cycles),
@@ -131,8 +147,32 @@ def run(agents: int, frameworks: int, rounds: int, seed: int = 1) -> Result:
         cycle_s_max=cycles_sorted[-1],
         offer_cycle_s_median=statistics.median(offer_cycles) if offer_cycles else 0.0,
         offers_total=offers_total,
-        bytes_per_agent=bytes_per_agent,
+        bytes_per_agent=bytes_per_agent(frameworks, min(agents, 2000)),
         peak_rss_mb=_peak_rss_mb(),
+    )
+
+
+def repeated(agents: int, frameworks: int, rounds: int, seed: int, repeats: int) -> Result:
+    """Run a size `repeats` times (seeds seed, seed+1...); report medians over runs."""
+    runs = [run(agents, frameworks, rounds, seed + i) for i in range(max(1, repeats))]
+
+    def median_of(field: str) -> float:
+        return float(statistics.median(getattr(r, field) for r in runs))
+
+    return Result(
+        agents=agents,
+        frameworks=frameworks,
+        rounds=runs[0].rounds,
+        repeats=len(runs),
+        add_frameworks_s=median_of("add_frameworks_s"),
+        add_agents_s=median_of("add_agents_s"),
+        cycle_s_median=median_of("cycle_s_median"),
+        cycle_s_p90=median_of("cycle_s_p90"),
+        cycle_s_max=max(r.cycle_s_max for r in runs),
+        offer_cycle_s_median=median_of("offer_cycle_s_median"),
+        offers_total=runs[0].offers_total,
+        bytes_per_agent=int(median_of("bytes_per_agent")),
+        peak_rss_mb=max(r.peak_rss_mb for r in runs),
     )
 
 
@@ -144,6 +184,7 @@ def main() -> None:
         "--rounds", type=int, default=20, help="cycles to time; 0 = 2 x frameworks as Mesos"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="whole runs per size (median taken)")
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line"
     )
@@ -151,13 +192,16 @@ def main() -> None:
     if (args.agents is None) != (args.frameworks is None):
         parser.error("give both --agents and --frameworks, or neither")
     sizes = [(args.agents, args.frameworks)] if args.agents else SIZES
-    results = [run(n, f, args.rounds, args.seed) for n, f in sizes]
+    results = [repeated(n, f, args.rounds, args.seed, args.repeat) for n, f in sizes]
     header = (
         f"{'agents':>7} {'fws':>5} {'rounds':>6} {'add agents':>10} {'cycle med':>10} "
         f"{'p90':>8} {'max':>8} {'offer-cycle med':>15} {'offers':>9} {'B/agent':>8} "
         f"{'vs Mesos':>9}"
     )
-    print("DeclineOffers: one allocation cycle per round after declining every offer forever")
+    print(
+        "DeclineOffers: one allocation cycle per round after declining every offer forever "
+        f"(median over {args.repeat} runs of {args.rounds or '2 x frameworks'} rounds)"
+    )
     print(header)
     for r in results:
         mesos = MESOS_CYCLE_S.get((r.agents, r.frameworks))

@@ -238,6 +238,8 @@ class Resources:
                     atoms.pop(key, None)
                 else:
                     atoms[key] = have - count
+        if not div and not atoms:
+            return EMPTY  # one shared empty value: less garbage on the allocation path
         return Resources._trusted(div, atoms)
 
     def contains(self, other: Resources) -> bool:

@@ -356,6 +356,9 @@ class DRFSorter:
         if old == new:
             return
         keys, names = parent.keys, parent.names
+        if old is not None and new is not None and len(keys) == 1:
+            keys[0] = node.key = new  # no siblings: nothing can move
+            return
         old_index = -1
         if old is not None:
             old_index = bisect_left(keys, old)

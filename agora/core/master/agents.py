@@ -35,15 +35,15 @@ def _start_pinging(master: MasterCore, agent: Agent, now: float) -> None:
 @handles(ev.RegisterAgent)
 def on_register(master: MasterCore, event: ev.RegisterAgent, now: float) -> None:
     info = event.info
-    for other in list(master.agents.values()):
-        if (other.info.hostname, other.info.port) == (info.hostname, info.port):
-            if other.connected and other.connection_id == event.connection_id:
-                # A retry of a registration we already took: just answer again.
-                master.to_agent(other, cmd.AgentRegistered(other.id, master.info.id))
-                return
-            # The same host and port registering anew: the old agent restarted with a
-            # fresh identity (e.g. after a reboot); its tasks are gone.
-            remove_agent(master, other, Reason.AGENT_RESTARTED, "Agent restarted with a new id")
+    other = master.agent_at(info.hostname, info.port)
+    if other is not None:
+        if other.connected and other.connection_id == event.connection_id:
+            # A retry of a registration we already took: just answer again.
+            master.to_agent(other, cmd.AgentRegistered(other.id, master.info.id))
+            return
+        # The same host and port registering anew: the old agent restarted with a
+        # fresh identity (e.g. after a reboot); its tasks are gone.
+        remove_agent(master, other, Reason.AGENT_RESTARTED, "Agent restarted with a new id")
     agent_id = master.new_agent_id()
     agent = Agent(
         id=agent_id,
@@ -53,7 +53,7 @@ def on_register(master: MasterCore, event: ev.RegisterAgent, now: float) -> None
         connection_id=event.connection_id,
         registered_time=now,
     )
-    master.agents[agent_id] = agent
+    master.add_agent_record(agent)
     master.allocator.add_agent(agent_id, agent_profile(info, event.capabilities), info.resources)
     master.emit(cmd.AcceptAgent(event.connection_id, agent_id))
     master.to_agent(agent, cmd.AgentRegistered(agent_id, master.info.id))
@@ -83,7 +83,7 @@ def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> 
         registered_time=now,
         reregistered_time=now,
     )
-    master.agents[agent.id] = agent
+    master.add_agent_record(agent)
     master.emit(cmd.AcceptAgent(event.connection_id, agent.id))
     _recover_frameworks(master, event.frameworks, event.tasks, event.executors)
     for executor_report in event.executors:
@@ -246,6 +246,10 @@ def _reconnect_known(
             master.to_agent(agent, cmd.KillTask(framework.id, report.task_id))
             continue
         _adopt_task(master, agent, report, announce=False)
+    if (event.info.hostname, event.info.port) != (agent.info.hostname, agent.info.port):
+        master.drop_agent_record(agent)
+        agent.info = event.info
+        master.add_agent_record(agent)
     agent.info = event.info
     agent.capabilities = event.capabilities
     master.allocator.add_agent(
@@ -351,7 +355,7 @@ def mark_unreachable(master: MasterCore, agent: Agent, now: float, why: str) -> 
         _bound_unreachable(master, framework)
     for executor in list(agent.all_executors()):
         master.remove_executor(executor, recover=False)
-    del master.agents[agent.id]
+    master.drop_agent_record(agent)
     master.unreachable_agents[agent.id] = UnreachableAgent(agent.info, now)
     for framework in master.frameworks.values():
         master.to_framework(framework, cmd.Failure(agent_id=agent.id))
@@ -378,7 +382,7 @@ def remove_agent(master: MasterCore, agent: Agent, reason: Reason, message: str)
     for executor in list(agent.all_executors()):
         master.remove_executor(executor)
     master.allocator.remove_agent(agent.id)
-    del master.agents[agent.id]
+    master.drop_agent_record(agent)
     master.pending_kills.pop(agent.id, None)
     for framework in master.frameworks.values():
         master.to_framework(framework, cmd.Failure(agent_id=agent.id))

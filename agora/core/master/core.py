@@ -74,6 +74,7 @@ class MasterCore:
         self.frameworks: dict[str, Framework] = {}
         self.completed_frameworks: dict[str, Framework] = {}
         self.agents: dict[str, Agent] = {}
+        self._agent_by_address: dict[tuple[str, int], str] = {}
         self.unreachable_agents: dict[str, UnreachableAgent] = {}
         self.gone_agents: dict[str, float] = {}
         self.offers: dict[str, Offer] = {}
@@ -134,6 +135,21 @@ class MasterCore:
         return out
 
     # ================================================================== output
+
+    def add_agent_record(self, agent: Agent) -> None:
+        self.agents[agent.id] = agent
+        self._agent_by_address[(agent.info.hostname, agent.info.port)] = agent.id
+
+    def drop_agent_record(self, agent: Agent) -> None:
+        del self.agents[agent.id]
+        address = (agent.info.hostname, agent.info.port)
+        if self._agent_by_address.get(address) == agent.id:
+            del self._agent_by_address[address]
+
+    def agent_at(self, hostname: str, port: int) -> Agent | None:
+        """The registered agent at this address, if any."""
+        agent_id = self._agent_by_address.get((hostname, port))
+        return None if agent_id is None else self.agents.get(agent_id)
 
     def emit(self, command: cmd.Command) -> None:
         self._out.append(command)
