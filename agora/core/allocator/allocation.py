@@ -9,7 +9,6 @@ each agent, which gives Mesos's snapshot-per-agent ordering.
 
 from __future__ import annotations
 
-import random
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -26,6 +25,7 @@ from agora.core.allocator.quota import quota_scalars
 from agora.core.allocator.state import AllocAgent, AllocFramework
 from agora.core.quantities import EMPTY_QUANTITIES, Quantities
 from agora.core.resources import EMPTY, Resources
+from agora.core.seeded import Rng
 
 if TYPE_CHECKING:
     from agora.core.allocator.allocator import HierarchicalAllocator
@@ -93,7 +93,7 @@ class AllocationPass:
         # the required headroom; the extra above it does not satisfy other roles).
         self.guaranteed = EMPTY_QUANTITIES
 
-    def run(self, agents: list[AllocAgent], rng: random.Random) -> list[OfferDecision]:
+    def run(self, agents: list[AllocAgent], rng: Rng) -> list[OfferDecision]:
         """Allocate over `agents` (already shuffled); return the offers to make."""
         if self.allocator._roles.has_quota():
             self._prepare_quota()

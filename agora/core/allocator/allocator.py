@@ -14,7 +14,6 @@ for unsatisfied guarantees and cap roles at their quota limits.
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Iterable, Mapping
 
 from agora.core.allocator.allocation import AllocationPass, OfferDecision
@@ -33,6 +32,7 @@ from agora.core.errors import AgoraError
 from agora.core.operations import Conversion
 from agora.core.quantities import EMPTY_QUANTITIES, Quantities
 from agora.core.resources import EMPTY, Resources
+from agora.core.seeded import Rng, seeded
 
 
 class AllocatorError(AgoraError, ValueError):
@@ -41,10 +41,10 @@ class AllocatorError(AgoraError, ValueError):
 
 class HierarchicalAllocator:
     def __init__(
-        self, options: AllocatorOptions | None = None, rng: random.Random | None = None
+        self, options: AllocatorOptions | None = None, rng: Rng | None = None
     ) -> None:
         self.options = options or AllocatorOptions()
-        self._rng = rng if rng is not None else random.Random(0)
+        self._rng = rng if rng is not None else seeded(0)
         self._frameworks: dict[str, AllocFramework] = {}
         self._agents: dict[str, AllocAgent] = {}
         self._roles = RoleTree()

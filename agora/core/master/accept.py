@@ -18,7 +18,7 @@ from agora.core.errors import AgoraError, InvalidResource, OperationError
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.core.master.core import MasterCore, handles
-from agora.core.master.frameworks import subscribed_framework
+from agora.core.master.frameworks import accepted_call
 from agora.core.master.model import Agent, Executor, Framework, Offer, Task
 from agora.core.master.task_validation import (
     ParsedTask,
@@ -296,10 +296,9 @@ def _task_id_of(data: object) -> str:
 
 @handles(ev.Accept)
 def on_accept(master: MasterCore, event: ev.Accept, now: float) -> None:
-    framework = subscribed_framework(master, event)
+    framework = accepted_call(master, event)
     if framework is None:
         return
-    master.respond(event.request_id, 202)
     offers, problem = _validate_offers(master, framework, event.offer_ids)
     if problem is not None:
         for offer in offers:
@@ -343,10 +342,9 @@ def on_accept(master: MasterCore, event: ev.Accept, now: float) -> None:
 
 @handles(ev.Decline)
 def on_decline(master: MasterCore, event: ev.Decline, now: float) -> None:
-    framework = subscribed_framework(master, event)
+    framework = accepted_call(master, event)
     if framework is None:
         return
-    master.respond(event.request_id, 202)
     for offer_id in event.offer_ids:
         offer = master.offers.get(offer_id)
         if offer is not None and offer.framework_id == framework.id:

@@ -10,7 +10,6 @@ agents, tasks); this module holds the state, the timers and the shared helpers.
 from __future__ import annotations
 
 import heapq
-import random
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
@@ -30,6 +29,7 @@ from agora.core.master.model import (
     Task,
     UnreachableAgent,
 )
+from agora.core.seeded import Rng, child, seeded
 from agora.core.task_states import Reason, Source, TaskState, can_transition
 
 
@@ -60,16 +60,16 @@ class MasterCore:
         self,
         master_info: MasterInfo,
         options: MasterOptions | None = None,
-        rng: random.Random | None = None,
+        rng: Rng | None = None,
     ) -> None:
         # Importing the handler modules registers their handlers.
         from agora.core.master import accept, agents, frameworks, tasks  # noqa: F401
 
         self.info = master_info
         self.options = options or MasterOptions()
-        self.rng = rng if rng is not None else random.Random(0)
+        self.rng = rng if rng is not None else seeded(0)
         self.allocator = HierarchicalAllocator(
-            self.options.allocator, random.Random(self.rng.random())
+            self.options.allocator, child(self.rng)
         )
         self.frameworks: dict[str, Framework] = {}
         self.completed_frameworks: dict[str, Framework] = {}

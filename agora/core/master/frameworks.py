@@ -59,6 +59,15 @@ def subscribed_framework(master: MasterCore, call: ev.SchedulerCall) -> Framewor
     return framework
 
 
+def accepted_call(master: MasterCore, call: ev.SchedulerCall) -> Framework | None:
+    """The calling framework after answering 202 (the call is taken, its effects follow
+    on the event stream), or None after answering why not."""
+    framework = subscribed_framework(master, call)
+    if framework is not None:
+        master.respond(call.request_id, 202)
+    return framework
+
+
 def _check_roles_subset(roles: tuple[str, ...], info: FrameworkInfo, what: str) -> str | None:
     for role in roles:
         if role not in info.roles:
@@ -223,10 +232,9 @@ def remove_framework(master: MasterCore, framework: Framework) -> None:
 
 @handles(ev.Teardown)
 def on_teardown(master: MasterCore, event: ev.Teardown, now: float) -> None:
-    framework = subscribed_framework(master, event)
+    framework = accepted_call(master, event)
     if framework is None:
         return
-    master.respond(event.request_id, 202)
     remove_framework(master, framework)
 
 

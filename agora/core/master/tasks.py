@@ -8,7 +8,7 @@ from agora.core.errors import InvalidRole
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.core.master.core import MasterCore, handles
-from agora.core.master.frameworks import subscribed_framework
+from agora.core.master.frameworks import accepted_call, subscribed_framework
 from agora.core.master.info import TaskStatus
 from agora.core.master.model import Framework, Task
 from agora.core.roles import is_self_or_descendant, validate_role
@@ -89,19 +89,17 @@ def _reconcile(
 
 @handles(ev.Reconcile)
 def on_reconcile(master: MasterCore, event: ev.Reconcile, now: float) -> None:
-    framework = subscribed_framework(master, event)
+    framework = accepted_call(master, event)
     if framework is None:
         return
-    master.respond(event.request_id, 202)
     _reconcile(master, framework, event.tasks)
 
 
 @handles(ev.Kill)
 def on_kill(master: MasterCore, event: ev.Kill, now: float) -> None:
-    framework = subscribed_framework(master, event)
+    framework = accepted_call(master, event)
     if framework is None:
         return
-    master.respond(event.request_id, 202)
     task = framework.tasks.get(event.task_id) or framework.unreachable_tasks.get(event.task_id)
     if task is None or task.state.is_terminal:
         # Unknown task: answer as reconciliation would.
@@ -120,10 +118,9 @@ def on_kill(master: MasterCore, event: ev.Kill, now: float) -> None:
 
 @handles(ev.Shutdown)
 def on_shutdown(master: MasterCore, event: ev.Shutdown, now: float) -> None:
-    framework = subscribed_framework(master, event)
+    framework = accepted_call(master, event)
     if framework is None:
         return
-    master.respond(event.request_id, 202)
     agent = master.agents.get(event.agent_id)
     if agent is not None:
         master.to_agent(agent, cmd.ShutdownExecutor(framework.id, event.executor_id))
@@ -156,10 +153,9 @@ def on_acknowledge(master: MasterCore, event: ev.Acknowledge, now: float) -> Non
 
 @handles(ev.Message)
 def on_message(master: MasterCore, event: ev.Message, now: float) -> None:
-    framework = subscribed_framework(master, event)
+    framework = accepted_call(master, event)
     if framework is None:
         return
-    master.respond(event.request_id, 202)
     agent = master.agents.get(event.agent_id)
     if agent is not None:
         master.to_agent(agent, cmd.MessageToExecutor(framework.id, event.executor_id, event.data))
