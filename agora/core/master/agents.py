@@ -10,6 +10,7 @@ from agora.core.allocator.state import AgentProfile
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.core.master.core import MasterCore, TimerKind, handles
+from agora.core.master.frameworks import new_framework_record
 from agora.core.master.info import AgentInfo, FrameworkInfo
 from agora.core.master.model import Agent, Executor, Framework, Task, UnreachableAgent
 from agora.core.task_states import Reason, TaskState
@@ -123,8 +124,6 @@ def _recover_frameworks(
 ) -> None:
     """Frameworks an agent reports that this master has not seen (it failed over):
     known as "recovered", inactive until their scheduler re-subscribes."""
-    from agora.core.master.frameworks import _new_framework
-
     wanted = {t.framework_id for t in tasks} | {e.framework_id for e in executors}
     by_id = {info.id: info for info in infos if info.id is not None}
     for framework_id in sorted(wanted):
@@ -140,7 +139,7 @@ def _recover_frameworks(
         }
         if roles - set(info.roles):
             info = replace(info, roles=tuple(sorted(set(info.roles) | roles)))
-        framework = _new_framework(master, info.with_id(framework_id), master._now)
+        framework = new_framework_record(master, info.with_id(framework_id), master._now)
         framework.recovered = True
 
 

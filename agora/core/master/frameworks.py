@@ -99,7 +99,7 @@ def on_subscribe(master: MasterCore, event: ev.Subscribe, now: float) -> None:
         return
     framework = master.frameworks.get(info.id) if info.id is not None else None
     if framework is None:
-        framework = _new_framework(master, info, now)
+        framework = new_framework_record(master, info, now)
     else:
         if info.principal != framework.info.principal:
             master.emit(
@@ -125,7 +125,7 @@ def on_subscribe(master: MasterCore, event: ev.Subscribe, now: float) -> None:
     )
 
 
-def _new_framework(master: MasterCore, info: FrameworkInfo, now: float) -> Framework:
+def new_framework_record(master: MasterCore, info: FrameworkInfo, now: float) -> Framework:
     # An id this master never issued is a framework failing over to a new master: it
     # keeps its id (Mesos accepts it as a "recovered" framework).
     framework_id = info.id if info.id is not None else master.new_framework_id()

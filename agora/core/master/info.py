@@ -27,7 +27,7 @@ from agora.core.resource_json import labels_from_json
 from agora.core.resource_meta import Labels
 from agora.core.resources import Resources
 from agora.core.roles import DEFAULT_ROLE, validate_role
-from agora.core.task_states import Reason, Source, TaskState
+from agora.core.task_states import Reason, Source, TaskState, visible_state
 from agora.core.values import scalar_to_millis
 
 Json = dict[str, Any]
@@ -312,7 +312,5 @@ class TaskStatus:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def visible_to(self, partition_aware: bool) -> TaskStatus:
-        from agora.core.task_states import visible_state
-
         state = visible_state(self.state, partition_aware)
         return self if state is self.state else replace(self, state=state)

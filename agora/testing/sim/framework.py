@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.resource_text import parse_resources
 from agora.core.resources import Resources
 from agora.core.task_states import TaskState
 
@@ -203,8 +204,6 @@ class SimFramework:
 
 
 def _task_resources(cpus: float, mem: int, role: str) -> Resources:
-    from agora.core.resource_text import parse_resources
-
     return parse_resources(f"cpus:{cpus};mem:{mem}").allocate(role)
 
 
