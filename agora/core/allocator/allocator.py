@@ -40,9 +40,7 @@ class AllocatorError(AgoraError, ValueError):
 
 
 class HierarchicalAllocator:
-    def __init__(
-        self, options: AllocatorOptions | None = None, rng: Rng | None = None
-    ) -> None:
+    def __init__(self, options: AllocatorOptions | None = None, rng: Rng | None = None) -> None:
         self.options = options or AllocatorOptions()
         self._rng = rng if rng is not None else seeded(0)
         self._frameworks: dict[str, AllocFramework] = {}

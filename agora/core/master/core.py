@@ -68,9 +68,7 @@ class MasterCore:
         self.info = master_info
         self.options = options or MasterOptions()
         self.rng = rng if rng is not None else seeded(0)
-        self.allocator = HierarchicalAllocator(
-            self.options.allocator, child(self.rng)
-        )
+        self.allocator = HierarchicalAllocator(self.options.allocator, child(self.rng))
         self.frameworks: dict[str, Framework] = {}
         self.completed_frameworks: dict[str, Framework] = {}
         self.agents: dict[str, Agent] = {}

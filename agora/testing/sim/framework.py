@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 RESUBSCRIBE_S = 2.0
 HOUSEKEEPING_S = 5.0
+LAUNCH_TIMEOUT_S = 60.0  # like Marathon's task_launch_timeout: kill launches never heard of
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SimFramework:
         self.subscribing = False
         self.budget = sim.config.tasks_per_framework
         self.launched: dict[str, str] = {}  # task id -> agent id
+        self.launched_at: dict[str, float] = {}
         self.observed: dict[str, Observed] = {}
         self.offers: dict[str, cmd.OfferView] = {}
         self.suppressed = False
@@ -166,6 +168,7 @@ class SimFramework:
             self.budget -= 1
             task_id = f"{self.name}-t{len(self.launched)}"
             self.launched[task_id] = offer.agent_id
+            self.launched_at[task_id] = self.sim.now
             tasks.append(_task_json(task_id, offer.agent_id, cpus, mem))
         operations = ({"type": "LAUNCH", "launch": {"task_infos": tasks}},) if tasks else ()
         self.offers.pop(offer.id, None)
@@ -177,9 +180,13 @@ class SimFramework:
         rng = self.sim.rng
         if self.stream_id is not None and self.framework_id is not None:
             live = [t for t in self.launched if not self.believes_terminal(t)]
+            self._kill_stuck_launches(live)
             roll = rng.random()
             if live and roll < 0.3:
-                self.call(ev.Kill(**self._call_args(), task_id=rng.choice(live)))
+                task_id = rng.choice(live)
+                self.call(
+                    ev.Kill(**self._call_args(), task_id=task_id, agent_id=self.launched[task_id])
+                )
             elif roll < 0.5:
                 self.reconcile()
             elif roll < 0.6 and not self.suppressed:
@@ -190,9 +197,23 @@ class SimFramework:
                 self.call(ev.Revive(**self._call_args()))
         self.sim.after(HOUSEKEEPING_S, self._housekeeping)
 
+    def _kill_stuck_launches(self, live: list[str]) -> None:
+        for task_id in live:
+            seen = self.observed.get(task_id)
+            stuck = seen is None or all(s is TaskState.STAGING for s in seen.states)
+            if stuck and self.sim.now - self.launched_at[task_id] > LAUNCH_TIMEOUT_S:
+                self.call(
+                    ev.Kill(**self._call_args(), task_id=task_id, agent_id=self.launched[task_id])
+                )
+
     def reconcile(self) -> None:
+        """Explicit reconciliation of every task not known to have ended (with its
+        agent id, so an unknown task gets a definite answer), then implicit."""
         if self.stream_id is None or self.framework_id is None:
             return
+        live = tuple((t, self.launched[t]) for t in self.launched if not self.believes_terminal(t))
+        if live:
+            self.call(ev.Reconcile(**self._call_args(), tasks=live))
         self.call(ev.Reconcile(**self._call_args()))
 
     def believes_terminal(self, task_id: str) -> bool:

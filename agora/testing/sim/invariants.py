@@ -11,6 +11,7 @@ After every master step:
     received in that pass could have taken it (and likewise between top-level roles).
 At the end (network healed, faults stopped, everything given time to settle):
   * every status update was acknowledged (no agent still retrying one);
+  * the master holds no task as live or unreachable that no agent runs;
   * every task a framework launched ended, and the framework was told the state the
     task really ended in (as its partition awareness shows it);
   * a framework never saw a task reach two different terminal states.
@@ -19,7 +20,7 @@ At the end (network healed, faults stopped, everything given time to settle):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
@@ -59,7 +60,7 @@ class InvariantChecker:
         self.ever_terminal: set[tuple[str, str]] = set()
         self.final_states: dict[tuple[str, str], TaskState] = {}
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         raise InvariantViolation(self.sim, message)
 
     # ------------------------------------------------------------------ each step
@@ -238,32 +239,49 @@ class InvariantChecker:
                 continue
             for task_id in framework.launched:
                 self._check_task_outcome(framework, task_id)
+        self._master_matches_agents()
+
+    def _master_matches_agents(self) -> None:
+        """Settled, the master holds no task as live or unreachable that no agent runs."""
+        running = {key for agent in self.sim.agents for key in agent.running()}
+        for framework in self.sim.master.frameworks.values():
+            for tasks in (framework.tasks, framework.unreachable_tasks):
+                for task in tasks.values():
+                    key = (framework.id, task.task_id)
+                    if not task.state.is_terminal and key not in running:
+                        self.fail(
+                            f"the master still holds task {key} as {task.state.value} "
+                            "but no agent runs it"
+                        )
 
     def _check_task_outcome(self, framework: SimFramework, task_id: str) -> None:
         assert framework.framework_id is not None
         seen = framework.observed.get(task_id)
-        meaningful = _meaningful(seen.states, seen.reasons) if seen else []
-        if not meaningful:
+        if seen is None or not seen.states:
             self.fail(f"{framework.name} launched {task_id} but was never told what became of it")
+        told = [s.value for s in seen.states]
+        reliable = _meaningful(seen.states, seen.reasons)
         truth = self.final_states.get((framework.framework_id, task_id))
-        last = meaningful[-1]
         if truth is not None:
+            # It ran: its end came through the agent's reliable updates.
             expected = visible_state(truth, framework.partition_aware)
-            if last is not expected:
+            last = reliable[-1].value if reliable else None
+            if last != expected.value:
                 self.fail(
-                    f"{framework.name} task {task_id}: last told {last.value} but it ended "
-                    f"{truth.value} (told: {[s.value for s in seen.states]})"  # type: ignore[union-attr]
+                    f"{framework.name} task {task_id}: last told {last} "
+                    f"but it ended {truth.value} (told: {told})"
                 )
-        elif not last.is_terminal:
-            self.fail(f"{framework.name} task {task_id} never ended: last told {last.value}")
+        elif not seen.states[-1].is_terminal:
+            # It never ran: the framework must have learnt that (possibly by asking).
+            self.fail(f"{framework.name} task {task_id} never ran and was last told {told[-1]}")
         terminal = None
-        for state in meaningful:
+        for state in reliable:
             if state is TaskState.LOST and not framework.partition_aware:
                 continue  # a non-partition-aware framework's LOST may come back
             if terminal is not None and state is not terminal:
                 self.fail(
                     f"{framework.name} task {task_id} was told {terminal.value} and then "
-                    f"{state.value} (told: {[s.value for s in seen.states]})"  # type: ignore[union-attr]
+                    f"{state.value} (told: {told})"
                 )
             if state.is_terminal:
                 terminal = state
