@@ -15,19 +15,26 @@ from agora.core.values import format_millis, scalar_to_millis
 class Quantities(Mapping[str, int]):
     """Name -> amount in milli-units; a name that is absent means zero."""
 
-    __slots__ = ("_d",)
+    __slots__ = ("amounts", "_hash")
+
+    # `amounts` is the plain dict behind the mapping, exposed for hot loops (the
+    # allocator's sorters) that cannot afford the Mapping protocol's per-call cost.
+    # Never mutate it: Quantities are immutable values.
+    amounts: dict[str, int]
 
     def __init__(self, amounts: Mapping[str, int] | Iterable[tuple[str, int]] = ()) -> None:
         items = amounts.items() if isinstance(amounts, Mapping) else amounts
-        self._d: dict[str, int] = {name: int(v) for name, v in items if v}
-        for name, v in self._d.items():
+        self.amounts = {name: int(v) for name, v in items if v}
+        self._hash: int | None = None
+        for name, v in self.amounts.items():
             if v < 0:
                 raise InvalidResource(f"quantity of {name!r} must not be negative")
 
     @classmethod
     def _trusted(cls, d: dict[str, int]) -> Quantities:
         q = cls.__new__(cls)
-        q._d = d
+        q.amounts = d
+        q._hash = None
         return q
 
     @classmethod
@@ -48,47 +55,50 @@ class Quantities(Mapping[str, int]):
         return cls(amounts)
 
     def __getitem__(self, name: str) -> int:
-        return self._d.get(name, 0)
+        return self.amounts.get(name, 0)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._d
+        return name in self.amounts
 
     # Direct dict views: the Mapping mix-ins would go through __getitem__ per key.
     def items(self) -> ItemsView[str, int]:
-        return self._d.items()
+        return self.amounts.items()
 
     def keys(self) -> KeysView[str]:
-        return self._d.keys()
+        return self.amounts.keys()
 
     def values(self) -> ValuesView[int]:
-        return self._d.values()
+        return self.amounts.values()
 
     def get(self, name: str, default: int | None = 0) -> int | None:  # type: ignore[override]
-        return self._d.get(name, default)
+        return self.amounts.get(name, default)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._d)
+        return iter(self.amounts)
 
     def __len__(self) -> int:
-        return len(self._d)
+        return len(self.amounts)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Quantities):
-            return self._d == other._d
+            return self.amounts == other.amounts
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(frozenset(self._d.items()))
+        h = self._hash
+        if h is None:
+            h = self._hash = hash(frozenset(self.amounts.items()))
+        return h
 
     def __add__(self, other: Mapping[str, int]) -> Quantities:
-        d = dict(self._d)
+        d = dict(self.amounts)
         for name, v in other.items():
             d[name] = d.get(name, 0) + v
         return Quantities._trusted({k: v for k, v in d.items() if v})
 
     def __sub__(self, other: Mapping[str, int]) -> Quantities:
         """Saturating difference: never below zero."""
-        d = dict(self._d)
+        d = dict(self.amounts)
         for name, v in other.items():
             if name in d:
                 d[name] -= v
@@ -96,20 +106,24 @@ class Quantities(Mapping[str, int]):
 
     def covers(self, other: Mapping[str, int]) -> bool:
         """True when every amount of `other` is at most the amount here."""
-        d = self._d
+        d = self.amounts
         return all(d.get(name, 0) >= v for name, v in other.items())
 
     def minimum(self, other: Mapping[str, int]) -> Quantities:
-        d = self._d
+        d = self.amounts
         return Quantities._trusted(
             {k: min(v, other[k]) for k, v in d.items() if k in other and min(v, other[k]) > 0}
         )
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self._d)
+        return dict(self.amounts)
 
     def __repr__(self) -> str:
-        return "Quantities(" + ";".join(f"{k}:{format_millis(v)}" for k, v in self._d.items()) + ")"
+        return (
+            "Quantities("
+            + ";".join(f"{k}:{format_millis(v)}" for k, v in self.amounts.items())
+            + ")"
+        )
 
 
 EMPTY_QUANTITIES = Quantities()

@@ -301,6 +301,29 @@ class Resources:
         memo[key] = result
         return result
 
+    def covers_any(self, minimums: tuple[Quantities, ...]) -> bool:
+        """True when the quantities here cover at least one of `minimums` (an OR of
+        AND-sets, like Mesos's min_allocatable_resources). Cached per minimums."""
+        memo = self._memo
+        key = ("covers_any", minimums)
+        if memo is not None:
+            found = memo.get(key)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        have = self.quantities().amounts.get
+        result = False
+        for minimum in minimums:
+            for name, amount in minimum.amounts.items():
+                if have(name, 0) < amount:
+                    break
+            else:
+                result = True
+                break
+        if memo is None:
+            memo = self._memo = {}
+        memo[key] = result
+        return result
+
     def scalar(self, name: str) -> int:
         """Total milli-units of the scalar resource `name` across all entries."""
         return self.quantities()[name]

@@ -64,7 +64,7 @@ def _in_any(framework_id: str, groups: list[FilterGroup]) -> bool:
     return False
 
 
-_SorterUpdate = tuple[str, str, Quantities]  # framework id, role, scalar quantities
+_SorterUpdate = tuple[str, str, dict[str, int]]  # framework id, role, scalar amounts
 
 
 class AllocationPass:
@@ -291,7 +291,7 @@ class AllocationPass:
             shared = offer.shared()
             if shared:
                 self.offered_shared[agent.id] = self.offered_shared.get(agent.id, EMPTY) + shared
-        updates.append((framework_id, role, quantities))
+        updates.append((framework_id, role, quantities.amounts))
         role_key = self.allocator._role_sorter.key(role)
         fw_key = self.allocator._fw_sorters[role].key(framework_id)
         self.decisions.append(

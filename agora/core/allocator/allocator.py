@@ -45,7 +45,7 @@ class HierarchicalAllocator:
         self._rng = rng if rng is not None else seeded(0)
         self._frameworks: dict[str, AllocFramework] = {}
         self._agents: dict[str, AllocAgent] = {}
-        self._roles = RoleTree()
+        self._roles = RoleTree(track_held=False)
         excluded = self.options.fairness_excluded_names
         self._role_sorter = DRFSorter(excluded)
         self._fw_sorters: dict[str, DRFSorter] = {}
@@ -86,7 +86,19 @@ class HierarchicalAllocator:
         return self._agents[agent_id]
 
     def roles(self) -> RoleTree:
+        """Weights, quota and consumption per role (consumption is brought up to date)."""
+        self._track_consumption()
         return self._roles
+
+    def _track_consumption(self) -> None:
+        if self._roles.tracking_held:
+            return
+        self._roles.start_tracking_held(
+            (role, part.unallocate())
+            for agent in self._agents.values()
+            for held in agent.holdings.values()
+            for role, part in self._by_role(held).items()
+        )
 
     def role_share(self, role: str) -> float:
         return self._role_sorter.share(role) if role in self._role_sorter else 0.0
@@ -557,6 +569,7 @@ class HierarchicalAllocator:
 
     def update_quota(self, role: str, quota: Quota) -> None:
         validate_quota(role, quota)
+        self._track_consumption()
         self._roles.set_quota(role, quota)
 
     def update_weight(self, role: str, weight: float) -> None:

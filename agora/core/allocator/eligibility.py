@@ -45,16 +45,7 @@ def allocatable(resources: Resources, wanted: tuple[Quantities, ...]) -> bool:
     """Mesos's min_allocatable_resources: non-empty and covering one of the minimums."""
     if not resources:
         return False
-    if not wanted:
-        return True
-    have = resources.quantities().get
-    for minimum in wanted:
-        for name, amount in minimum.items():
-            if have(name, 0) < amount:  # type: ignore[operator]
-                break
-        else:
-            return True
-    return False
+    return not wanted or resources.covers_any(wanted)
 
 
 def incapable(

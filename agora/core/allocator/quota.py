@@ -8,7 +8,7 @@ role's consumption is a dictionary read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -85,10 +85,24 @@ def _bump(target: dict[str, int], delta: Mapping[str, int], sign: int) -> None:
 class RoleTree:
     """Weights, quota, and per-role consumption aggregated up the role hierarchy."""
 
-    def __init__(self) -> None:
+    def __init__(self, track_held: bool = True) -> None:
         self._nodes: dict[str, RoleNode] = {}
         self._quota_roles: set[str] = set()
         self._chains: dict[str, list[RoleNode]] = {}
+        # Offered/allocated consumption is only needed once some role has quota; the
+        # allocator starts tracking then (`start_tracking_held`), sparing every offer
+        # the bookkeeping in clusters without quota.
+        self._track_held = track_held
+
+    @property
+    def tracking_held(self) -> bool:
+        return self._track_held
+
+    def start_tracking_held(self, held: Iterable[tuple[str, Resources]]) -> None:
+        """Begin tracking consumption, from what each role holds now (unallocated form)."""
+        self._track_held = True
+        for role, resources in held:
+            self.add_held(role, resources, +1)
 
     def node(self, role: str) -> RoleNode:
         node = self._nodes.get(role)
@@ -143,6 +157,8 @@ class RoleTree:
 
     def add_held(self, role: str, resources: Resources, sign: int) -> None:
         """Offered or allocated (unallocated-form) resources of `role` change by sign."""
+        if not self._track_held:
+            return
         amounts = quota_scalars(resources)
         if not amounts:
             return

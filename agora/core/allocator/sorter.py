@@ -187,6 +187,10 @@ class DRFSorter:
     def allocated(self, client: str, quantities: Mapping[str, int]) -> None:
         """Add to a client's allocation (and its ancestors'), bumping the counts."""
         node: _Node | None = self._nodes[client]
+        assert node is not None
+        if node.parent is self._root and node.key is not None and not self._dirty:
+            self._allocated_top(node, quantities)
+            return
         while node is not None and node.parent is not None:
             alloc = node.allocation
             for name, amount in quantities.items():
@@ -194,6 +198,40 @@ class DRFSorter:
             node.count += 1
             self._reposition(node)
             node = node.parent
+
+    def _allocated_top(self, node: _Node, quantities: Mapping[str, int]) -> None:
+        """`allocated` for a visible child of the root: the allocation pass's hot path.
+
+        Allocating only ever moves a client right (its count grows and its share cannot
+        shrink), so the new place is searched for to the right of the old one only.
+        """
+        alloc = node.allocation
+        for name, amount in quantities.items():
+            alloc[name] = alloc.get(name, 0) + amount
+        node.count += 1
+        inverse = self._inverse_total
+        share = 0.0
+        for name, amount in alloc.items():
+            factor = inverse.get(name)
+            if factor is not None and amount * factor > share:
+                share = amount * factor
+        divisor = node.divisor
+        old = node.key
+        assert old is not None  # callers only take this path for visible nodes
+        new = (share / divisor if divisor > 0 else float("inf"), node.count, node.path)
+        node.key = new
+        keys = self._root.keys
+        index = bisect_left(keys, old)
+        if index + 1 == len(keys) or keys[index + 1] > new:
+            keys[index] = new  # still in the same place
+            return
+        names = self._root.names
+        to = bisect_left(keys, new, index + 1)
+        del keys[index]
+        del names[index]
+        keys.insert(to - 1, new)
+        names.insert(to - 1, node.path)
+        self._order = None
 
     def unallocated(self, client: str, quantities: Mapping[str, int]) -> None:
         self._subtract_path(self._nodes[client], quantities)
