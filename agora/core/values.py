@@ -218,10 +218,6 @@ def value_quantity(kind: Kind, value: Value) -> int:
     return len(value) * MILLI  # type: ignore[arg-type]
 
 
-def value_is_empty(value: Value) -> bool:
-    return not value
-
-
 def format_value(kind: Kind, value: Value) -> str:
     if kind is Kind.SCALAR:
         return format_millis(value)  # type: ignore[arg-type]

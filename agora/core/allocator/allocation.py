@@ -208,13 +208,7 @@ class AllocationPass:
                 chopped = self._chop_extra(role, extra, EMPTY_QUANTITIES)
                 if chopped is not extra:
                     offer = offer.filter(fixed_part) + chopped
-        if offer is not candidate and not allocatable(
-            offer, minimums(self.allocator.options, fw, role)
-        ):
-            return None
-        if rf is not None and rf.blocking(fw.id, offer, self.now) is not None:
-            return None
-        return offer
+        return self._final(offer, offer is not candidate, role, fw, rf)
 
     def _guaranteed_offer(
         self,
@@ -237,11 +231,20 @@ class AllocationPass:
         guaranteed_q = guaranteed.scalar_quantities()
         extra = self._chop_extra(role, quota_counted - guaranteed, guaranteed_q)
         offer = guaranteed + candidate.filter(fixed_part) + extra
-        if not allocatable(offer, minimums(self.allocator.options, fw, role)):
+        if self._final(offer, True, role, fw, rf) is None:
+            return None
+        self.guaranteed = guaranteed_q
+        return offer
+
+    def _final(
+        self, offer: Resources, changed: bool, role: str, fw: AllocFramework, rf: RoleFilters | None
+    ) -> Resources | None:
+        """The last checks of both stages: still big enough (if quota changed it), and
+        not refused by one of the framework's decline filters."""
+        if changed and not allocatable(offer, minimums(self.allocator.options, fw, role)):
             return None
         if rf is not None and rf.blocking(fw.id, offer, self.now) is not None:
             return None
-        self.guaranteed = guaranteed_q
         return offer
 
     def _chop_extra(self, role: str, extra: Resources, already: Quantities) -> Resources:

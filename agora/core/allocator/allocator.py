@@ -128,6 +128,10 @@ class HierarchicalAllocator:
     def request_full_pass(self) -> None:
         self._full_pass_pending = True
 
+    def has_offer_seekers(self) -> bool:
+        """True when some framework wants offers (active, unsuppressed) in some role."""
+        return any(sorter.active_count() for sorter in self._fw_sorters.values())
+
     def _known_framework(self, framework_id: str) -> AllocFramework:
         fw = self._frameworks.get(framework_id)
         if fw is None:

@@ -10,7 +10,6 @@ agents, tasks); this module holds the state, the timers and the shared helpers.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -78,7 +77,6 @@ class MasterCore:
         self.offers: dict[str, Offer] = {}
         # Kills for tasks on agents that were away: sent when the agent re-registers.
         self.pending_kills: dict[str, dict[tuple[str, str], cmd.KillTask]] = {}
-        self.recent_decisions: deque[OfferDecision] = deque(maxlen=1000)
         self.last_pass_decisions: list[OfferDecision] = []
         self.last_pass_was_full = False
         self._out: list[cmd.Command] = []
@@ -109,7 +107,7 @@ class MasterCore:
             candidates.append(self._timers[0][0])
         if self.allocator.pending():
             candidates.append(self._now)
-        elif self._next_full_allocation is not None and self._has_offer_seekers():
+        elif self._next_full_allocation is not None and self.allocator.has_offer_seekers():
             candidates.append(self._next_full_allocation)
         return min(candidates) if candidates else None
 
@@ -228,9 +226,6 @@ class MasterCore:
 
     # ================================================================== offers
 
-    def _has_offer_seekers(self) -> bool:
-        return any(f.active for f in self.frameworks.values())
-
     def allocate(self, now: float) -> None:
         full = self._next_full_allocation is None or now >= self._next_full_allocation
         self.last_pass_decisions = []
@@ -266,7 +261,6 @@ class MasterCore:
             )
             return None
         assert framework is not None and agent is not None
-        self.recent_decisions.append(decision)
         timeout = self.options.offer_timeout_s
         offer = Offer(
             id=self.new_offer_id(),

@@ -28,6 +28,7 @@ from agora.core.resources import EMPTY, Resources
 from agora.core.task_states import Reason, TaskState, visible_state
 
 if TYPE_CHECKING:
+    from agora.core.allocator import HierarchicalAllocator, OfferDecision
     from agora.testing.sim.framework import SimFramework
     from agora.testing.sim.world import Simulation
 
@@ -189,16 +190,16 @@ class InvariantChecker:
                             f"while {framework_id} wants offers for role {role!r} unfiltered"
                         )
 
-    def _role_order(self, decisions: Sequence[object], roles_served: set[str]) -> None:
+    def _role_order(self, decisions: Sequence[OfferDecision], roles_served: set[str]) -> None:
         allocator = self.sim.master.allocator
         tops = [
             r for r in allocator.roles().roles() if "/" not in r and not _has_children(allocator, r)
         ]
         for d in decisions:
-            role = d.role  # type: ignore[attr-defined]
+            role = d.role
             if role not in tops:
                 continue
-            agent = allocator.agent(d.agent_id)  # type: ignore[attr-defined]
+            agent = allocator.agent(d.agent_id)
             for other in tops:
                 if other == role or other in roles_served:
                     continue
@@ -211,9 +212,9 @@ class InvariantChecker:
                         and agent.filters[other].of_framework(f, self.sim.now)
                     )
                 ]
-                if wanting and allocator.role_share(other) < d.role_share:  # type: ignore[attr-defined]
+                if wanting and allocator.role_share(other) < d.role_share:
                     self.fail(
-                        f"DRF: role {role!r} (share {d.role_share:.4f}) was offered "  # type: ignore[attr-defined]
+                        f"DRF: role {role!r} (share {d.role_share:.4f}) was offered "
                         f"{agent.id} ahead of role {other!r} "
                         f"(share {allocator.role_share(other):.4f}) "
                         f"whose frameworks {wanting} wanted offers"
@@ -287,8 +288,8 @@ class InvariantChecker:
                 terminal = state
 
 
-def _has_children(allocator: object, role: str) -> bool:
-    roles = allocator.roles().roles()  # type: ignore[attr-defined]
+def _has_children(allocator: HierarchicalAllocator, role: str) -> bool:
+    roles = allocator.roles().roles()
     return any(r.startswith(role + "/") for r in roles)
 
 
