@@ -105,6 +105,15 @@ class UpdateFramework(SchedulerCall):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NoEffectCall(SchedulerCall):
+    """A valid call with nothing for this master to do (inverse offers without
+    maintenance, operation feedback without operation ids, REQUEST): checked like any
+    call, then answered 202."""
+
+    call_type: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class FrameworkDisconnected:
     """The framework's SUBSCRIBE stream closed (the shell noticed)."""
 
@@ -229,6 +238,7 @@ MasterEvent = (
     | Reconcile
     | Message
     | UpdateFramework
+    | NoEffectCall
     | FrameworkDisconnected
     | RegisterAgent
     | ReregisterAgent

@@ -75,6 +75,11 @@ def _check_roles_subset(roles: tuple[str, ...], info: FrameworkInfo, what: str) 
     return None
 
 
+@handles(ev.NoEffectCall)
+def on_no_effect_call(master: MasterCore, event: ev.NoEffectCall, now: float) -> None:
+    accepted_call(master, event)
+
+
 @handles(ev.Subscribe)
 def on_subscribe(master: MasterCore, event: ev.Subscribe, now: float) -> None:
     try:
