@@ -6,6 +6,7 @@ import click
 
 from agora import __version__
 from agora.cli.local import local
+from agora.cli.master import master
 from agora.cli.simulate import simulate
 
 
@@ -16,6 +17,7 @@ def cli() -> None:
 
 
 cli.add_command(local)
+cli.add_command(master)
 cli.add_command(simulate)
 
 

@@ -576,6 +576,9 @@ class HierarchicalAllocator:
         self._track_consumption()
         self._roles.set_quota(role, quota)
 
+    def weight(self, role: str) -> float:
+        return self._roles.weight(role)
+
     def update_weight(self, role: str, weight: float) -> None:
         if not weight > 0:
             raise AllocatorError(f"weight of role {role!r} must be positive, got {weight}")

@@ -1,0 +1,101 @@
+"""The master's aiohttp application and its process entry point.
+
+Routes follow libprocess (reference §0.1): the master is the default process, so
+`/state` is `/master/state`; `/api/v1/<anything>` other than scheduler and agent is the
+operator API (pymesos posts to `/api/v1/operator`); `.json` aliases and a trailing `/`
+are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from agora.master import endpoints
+from agora.master.scheduler_api import SERVICE_KEY, agent_socket, scheduler
+from agora.master.service import MasterConfig, MasterService
+from agora.wire import agent_channel
+
+log = logging.getLogger("agora.master")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_READ_VIEWS: dict[str, Handler] = {
+    "state": endpoints.state,
+    "frameworks": endpoints.frameworks,
+    "slaves": endpoints.agents,
+    "agents": endpoints.agents,
+    "tasks": endpoints.tasks,
+    "roles": endpoints.roles,
+    "flags": endpoints.flags,
+    "health": endpoints.health,
+    "redirect": endpoints.redirect,
+}
+
+
+def _paths(*paths: str) -> list[str]:
+    out = []
+    for path in paths:
+        out.extend([path, path + "/"])
+    return out
+
+
+def build_app(service: MasterService) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[SERVICE_KEY] = service
+    add = app.router.add_route
+    for path in _paths("/api/v1/scheduler", "/master/api/v1/scheduler"):
+        add("*", path, scheduler)
+    add("GET", agent_channel.PATH, agent_socket)
+    for path in _paths("/api/v1", "/master/api/v1"):
+        add("*", path, endpoints.operator)
+    add("*", r"/api/v1/{tail:(?!scheduler|agent).*}", endpoints.operator)
+    add("*", r"/master/api/v1/{tail:(?!scheduler).*}", endpoints.operator)
+    for name, handler in _READ_VIEWS.items():
+        for path in _paths(f"/master/{name}", f"/{name}", f"/master/{name}.json", f"/{name}.json"):
+            add("GET", path, handler)
+    for path in _paths("/version", "/metrics/snapshot"):
+        add("GET", path, endpoints.version if "version" in path else endpoints.metrics)
+    return app
+
+
+def write_ready_file(path: str, address: str) -> None:
+    """Atomically announce where this process serves (test harnesses wait on it)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    temporary.replace(target)
+
+
+async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
+    """Run the master until SIGTERM or SIGINT."""
+    service = MasterService(config)
+    runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.ip, config.port, reuse_address=True)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else config.port
+    service.start(port)
+    address = f"{config.ip}:{port}"
+    log.info("agora master %s listening on %s", service.master_id, address)
+    if ready_file:
+        write_ready_file(ready_file, address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("agora master stopping")
+        await service.stop()
+        await runner.cleanup()

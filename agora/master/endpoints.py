@@ -1,0 +1,276 @@
+"""The master's read endpoints (legacy JSON, reference §6.1) and operator API (§5.1)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from agora.core.master import events as ev
+from agora.core.master.model import Framework
+from agora.master import views
+from agora.master.scheduler_api import (
+    JSON,
+    bad_request,
+    check_post_json,
+    read_json_object,
+    service_of,
+)
+from agora.master.service import MasterService
+from agora.wire.mesos_json import Json, WireError
+from agora.wire.scheduler import encode_json
+
+
+def json_response(request: web.Request, data: Any, status: int = 200) -> web.Response:
+    """JSON, or JSONP when `?jsonp=callback` is given (the Mesos web UI uses it)."""
+    callback = request.query.get("jsonp")
+    body = encode_json(data)
+    if callback:
+        if not callback.replace("_", "").replace(".", "").isalnum():
+            return bad_request("'jsonp' must be a plain function name")
+        return web.Response(
+            status=status,
+            body=callback.encode() + b"(" + body + b");",
+            content_type="text/javascript",
+        )
+    return web.Response(status=status, body=body, content_type=JSON)
+
+
+async def version(request: web.Request) -> web.Response:
+    return json_response(request, views.BUILD)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+async def redirect(request: web.Request) -> web.Response:
+    info = service_of(request).master.info
+    return web.Response(status=307, headers={"Location": f"//{info.hostname}:{info.port}"})
+
+
+async def state(request: web.Request) -> web.Response:
+    service = service_of(request)
+    return json_response(request, views.master_state(service.master, service.service_info()))
+
+
+async def frameworks(request: web.Request) -> web.Response:
+    core = service_of(request).master
+    wanted = request.query.get("framework_id")
+
+    def pick(items: dict[str, Framework]) -> list[Json]:
+        return [views.framework_json(f, core) for i, f in items.items() if wanted in (None, i)]
+
+    return json_response(
+        request,
+        {
+            "frameworks": pick(core.frameworks),
+            "completed_frameworks": pick(core.completed_frameworks),
+            "unregistered_frameworks": [],
+        },
+    )
+
+
+async def agents(request: web.Request) -> web.Response:
+    service = service_of(request)
+    core = service.master
+    wanted = request.query.get("slave_id") or request.query.get("agent_id")
+    listed = [
+        views.agent_json(a, core, service.agent_ips, True)
+        for a in core.agents.values()
+        if wanted in (None, a.id)
+    ]
+    return json_response(request, {"slaves": listed, "recovered_slaves": []})
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise WireError(f"'{name}' must be an integer") from None
+    if value < 0:
+        raise WireError(f"'{name}' must not be negative")
+    return value
+
+
+async def tasks(request: web.Request) -> web.Response:
+    try:
+        limit = _int_query(request, "limit", 100)
+        offset = _int_query(request, "offset", 0)
+    except WireError as error:
+        return bad_request(str(error))
+    order = request.query.get("order", "des")
+    if order not in ("asc", "des"):
+        return bad_request("'order' must be 'asc' or 'des'")
+    view = views.tasks_view(
+        service_of(request).master,
+        limit=limit,
+        offset=offset,
+        descending=order == "des",
+        framework_id=request.query.get("framework_id"),
+        task_id=request.query.get("task_id"),
+    )
+    return json_response(request, view)
+
+
+async def roles(request: web.Request) -> web.Response:
+    listed = [
+        {
+            "name": r["name"],
+            "weight": r["weight"],
+            "frameworks": r["frameworks"],
+            "resources": views.summary(r["resources"]),
+            "allocated": views.summary(r["resources"]),
+        }
+        for r in views.roles_view(service_of(request).master)
+    ]
+    return json_response(request, {"roles": listed})
+
+
+async def flags(request: web.Request) -> web.Response:
+    return json_response(request, {"flags": service_of(request).config.flags})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return json_response(request, metrics_snapshot(service_of(request)))
+
+
+def metrics_snapshot(service: MasterService) -> dict[str, float]:
+    core = service.master
+    counts = views.task_counts(core)
+    total: dict[str, float] = {}
+    used: dict[str, float] = {}
+    for agent in core.agents.values():
+        for name in ("cpus", "mem", "disk", "gpus"):
+            total[name] = total.get(name, 0.0) + agent.info.resources.scalar(name) / 1000
+        for resources in agent.used_by().values():
+            for name in ("cpus", "mem", "disk", "gpus"):
+                used[name] = used.get(name, 0.0) + resources.scalar(name) / 1000
+    out: dict[str, float] = {
+        "master/elected": 1.0,
+        "master/uptime_secs": time.time() - service.start_time,
+        "master/slaves_active": float(sum(1 for a in core.agents.values() if a.connected)),
+        "master/slaves_connected": float(sum(1 for a in core.agents.values() if a.connected)),
+        "master/slaves_disconnected": float(
+            sum(1 for a in core.agents.values() if not a.connected)
+        ),
+        "master/slaves_unreachable": float(len(core.unreachable_agents)),
+        "master/frameworks_active": float(sum(1 for f in core.frameworks.values() if f.active)),
+        "master/frameworks_connected": float(
+            sum(1 for f in core.frameworks.values() if f.connected)
+        ),
+        "master/outstanding_offers": float(len(core.offers)),
+        "system/cpus_total": float(os.cpu_count() or 1),
+    }
+    for name in ("cpus", "mem", "disk", "gpus"):
+        t, u = total.get(name, 0.0), used.get(name, 0.0)
+        out[f"master/{name}_total"] = t
+        out[f"master/{name}_used"] = u
+        out[f"master/{name}_percent"] = u / t if t else 0.0
+    for state_, count in counts.items():
+        out["master/" + state_.value.lower()] = float(count)
+    return out
+
+
+# ------------------------------------------------------------------ operator API
+
+
+def _flag_list(service: MasterService) -> Json:
+    return {"flags": [{"name": k, "value": v} for k, v in sorted(service.config.flags.items())]}
+
+
+def _get_master(service: MasterService) -> Json:
+    return {
+        "master_info": views.master_info_json(service.master),
+        "start_time": service.start_time,
+        "elected_time": service.start_time,
+    }
+
+
+def _get_roles(service: MasterService) -> Json:
+    return {
+        "roles": [
+            {
+                "name": r["name"],
+                "weight": r["weight"],
+                "frameworks": [{"value": f} for f in r["frameworks"]],
+                "resources": views.full(r["resources"]),
+            }
+            for r in views.roles_view(service.master)
+        ]
+    }
+
+
+def _get_metrics(service: MasterService) -> Json:
+    snapshot = metrics_snapshot(service)
+    return {"metrics": [{"name": k, "value": v} for k, v in sorted(snapshot.items())]}
+
+
+_SYNC_CALLS: dict[str, Callable[[MasterService], Json]] = {
+    "GET_HEALTH": lambda s: {"healthy": True},
+    "GET_VERSION": lambda s: {"version_info": views.BUILD},
+    "GET_FLAGS": _flag_list,
+    "GET_STATE": lambda s: views.state_v1(s.master, s.agent_ips),
+    "GET_AGENTS": lambda s: views.agents_v1(s.master, s.agent_ips),
+    "GET_FRAMEWORKS": lambda s: views.frameworks_v1(s.master),
+    "GET_EXECUTORS": lambda s: views.executors_v1(s.master),
+    "GET_TASKS": lambda s: views.tasks_v1(s.master),
+    "GET_ROLES": _get_roles,
+    "GET_MASTER": _get_master,
+    "GET_METRICS": _get_metrics,
+    "GET_WEIGHTS": lambda s: {
+        "weight_infos": [
+            {"role": r["name"], "weight": r["weight"]}
+            for r in views.roles_view(s.master)
+            if r["weight"] != 1.0
+        ]
+    },
+    "GET_OPERATIONS": lambda s: {},
+}
+
+
+async def operator(request: web.Request) -> web.Response:
+    refusal = check_post_json(request)
+    if refusal is not None:
+        return refusal
+    service = service_of(request)
+    try:
+        body = await read_json_object(request)
+        kind = body.get("type")
+        if not isinstance(kind, str):
+            raise WireError("'type' is required and must be a string")
+        if kind == "UPDATE_WEIGHTS":
+            return _update_weights(service, body)
+        produce = _SYNC_CALLS.get(kind)
+        if produce is None:
+            supported = ", ".join(sorted([*_SYNC_CALLS, "UPDATE_WEIGHTS"]))
+            raise WireError(f"operator call {kind!r} is not supported (supported: {supported})")
+    except WireError as error:
+        return bad_request(str(error))
+    key = kind.lower()
+    return web.Response(body=encode_json({"type": kind, key: produce(service)}), content_type=JSON)
+
+
+def _update_weights(service: MasterService, body: Any) -> web.Response:
+    inner = body.get("update_weights")
+    infos = inner.get("weight_infos") if isinstance(inner, dict) else None
+    if not isinstance(infos, list) or not all(isinstance(i, dict) for i in infos):
+        raise WireError("'update_weights.weight_infos' must be a list of objects")
+    weights: dict[str, float] = {}
+    for i, info in enumerate(infos):
+        role, weight = info.get("role"), info.get("weight")
+        if not isinstance(role, str):
+            raise WireError(f"'update_weights.weight_infos[{i}].role' must be a string")
+        weights[role] = weight
+    for answer in service.dispatch(
+        ev.UpdateWeights(request_id=service.next_request_id(), weights=weights)
+    ):
+        if answer.status >= 400:  # type: ignore[union-attr]
+            return bad_request(answer.message)  # type: ignore[union-attr]
+    return web.Response(status=200)

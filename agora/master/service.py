@@ -1,0 +1,273 @@
+"""The master's I/O shell: owns the master core, feeds it events from HTTP calls, agent
+frames and timers, and carries out the commands it returns.
+
+Responses to a call (`Respond`, `OpenStream`, `RefuseSubscription`) go back to the
+handler that made the call; everything else is carried out here: records queued on
+framework streams, messages queued on agent links, one timer armed at the core's next
+deadline. Output is batched per connection: a burst of events costs one write each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from agora.core.master import commands as cmd
+from agora.core.master import events as ev
+from agora.core.master.core import MasterCore
+from agora.core.master.info import MasterInfo
+from agora.core.master.model import MasterOptions
+from agora.core.seeded import seeded
+from agora.master.views import ServiceInfo
+from agora.wire import agent_channel as channel
+from agora.wire.mesos_json import Json, resource_format
+from agora.wire.recordio import encode_record
+from agora.wire.scheduler import HEARTBEAT, encode_json, error_record, event_to_json
+
+log = logging.getLogger("agora.master")
+
+ResponseCommand = cmd.Respond | cmd.OpenStream | cmd.RefuseSubscription
+_HEARTBEAT_RECORD = encode_record(encode_json(HEARTBEAT))
+
+
+class FrameworkStream:
+    """A framework's SUBSCRIBE response: records queue here and the handler that owns
+    the HTTP response writes them out."""
+
+    def __init__(self, framework_id: str, stream_id: str) -> None:
+        self.framework_id = framework_id
+        self.stream_id = stream_id
+        self.buffer = bytearray()
+        self.wake = asyncio.Event()
+        self.closing = False  # the master ended it: no FrameworkDisconnected needed
+
+    def push(self, record: bytes) -> None:
+        self.buffer += record
+        self.wake.set()
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        self.wake.clear()
+        return data
+
+    def close(self, error: str | None = None) -> None:
+        if error is not None:
+            self.push(encode_record(encode_json(error_record(error))))
+        self.closing = True
+        self.wake.set()
+
+
+class AgentLink:
+    """One agent's WebSocket: messages queue here and a writer task sends them batched."""
+
+    def __init__(self, connection_id: str, ws: web.WebSocketResponse, peer_ip: str) -> None:
+        self.connection_id = connection_id
+        self.ws = ws
+        self.peer_ip = peer_ip
+        self.agent_id: str | None = None
+        self.outbox: list[Json] = []
+        self.wake = asyncio.Event()
+        self.close_message: str | None = None
+
+    def push(self, message: Json) -> None:
+        self.outbox.append(message)
+        self.wake.set()
+
+    def close(self, message: str) -> None:
+        self.close_message = message
+        self.wake.set()
+
+    async def run_writer(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if self.outbox:
+                batch, self.outbox = self.outbox, []
+                await self.ws.send_bytes(channel.encode_frame(batch))
+            if self.close_message is not None:
+                await self.ws.close(message=self.close_message.encode()[:120])
+                return
+
+
+@dataclass
+class MasterConfig:
+    ip: str = "127.0.0.1"
+    port: int = 5050
+    hostname: str | None = None
+    work_dir: str = ""
+    options: MasterOptions = field(default_factory=MasterOptions)
+    flags: dict[str, str] = field(default_factory=dict)
+
+
+class MasterService:
+    def __init__(self, config: MasterConfig, master_id: str | None = None) -> None:
+        self.config = config
+        self.master_id = master_id or str(uuid.uuid4())
+        self.core: MasterCore | None = None
+        self.streams: dict[str, FrameworkStream] = {}
+        self.links: dict[str, AgentLink] = {}
+        self.links_by_agent: dict[str, AgentLink] = {}
+        self.agent_ips: dict[str, str] = {}
+        self.start_time = time.time()
+        self._request_ids = itertools.count(1)
+        self._connection_ids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, port: int) -> None:
+        """Create the core once the listening port is known (it is part of MasterInfo)."""
+        hostname = self.config.hostname or self.config.ip
+        info = MasterInfo(id=self.master_id, ip=self.config.ip, port=port, hostname=hostname)
+        self.core = MasterCore(info, self.config.options, seeded(int.from_bytes(os.urandom(8))))
+        self._heartbeats = asyncio.get_running_loop().create_task(self._send_heartbeats())
+
+    async def stop(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        for stream in list(self.streams.values()):
+            stream.close()
+        for link in list(self.links.values()):
+            link.close("master shutting down")
+
+    def service_info(self) -> ServiceInfo:
+        return ServiceInfo(
+            start_time=self.start_time,
+            elected_time=self.start_time,
+            flags=self.config.flags,
+            agent_ips=self.agent_ips,
+        )
+
+    @property
+    def master(self) -> MasterCore:
+        if self.core is None:
+            raise RuntimeError("the master service has not started")
+        return self.core
+
+    def next_request_id(self) -> str:
+        return str(next(self._request_ids))
+
+    def next_connection_id(self) -> str:
+        return f"c{next(self._connection_ids)}"
+
+    # ------------------------------------------------------------------ the core
+
+    def dispatch(self, event: ev.MasterEvent) -> list[ResponseCommand]:
+        """Apply one event; carry out its commands; return the answers to the caller."""
+        commands = self.master.handle(event, time.time())
+        answers: list[ResponseCommand] = []
+        for command in commands:
+            if isinstance(command, cmd.Respond | cmd.RefuseSubscription):
+                answers.append(command)
+            elif isinstance(command, cmd.OpenStream):
+                self._open_stream(command)
+                answers.append(command)
+            else:
+                self._carry_out(command)
+        self._arm_timer()
+        return answers
+
+    def _carry_out(self, command: cmd.Command) -> None:
+        if isinstance(command, cmd.SendToFramework):
+            stream = self.streams.get(command.framework_id)
+            if stream is not None:
+                stream.push(self._record(command.framework_id, command.event))
+        elif isinstance(command, cmd.SendToAgent):
+            link = self.links_by_agent.get(command.agent_id)
+            if link is not None:
+                link.push(channel.agent_message_to_json(command.message))
+        elif isinstance(command, cmd.CloseStream):
+            stream = self.streams.get(command.framework_id)
+            if stream is not None and stream.stream_id == command.stream_id:
+                del self.streams[command.framework_id]
+                stream.close(command.error)
+        elif isinstance(command, cmd.AcceptAgent):
+            link = self.links.get(command.connection_id)
+            if link is not None:
+                link.agent_id = command.agent_id
+                self.links_by_agent[command.agent_id] = link
+                self.agent_ips[command.agent_id] = link.peer_ip
+        elif isinstance(command, cmd.DropAgentConnection):
+            link = self.links.get(command.connection_id)
+            if link is not None:
+                link.close(command.message)
+
+    def _record(self, framework_id: str, event: cmd.SchedulerEvent) -> bytes:
+        framework = self.master.frameworks.get(framework_id)
+        capabilities = framework.info.capabilities if framework else frozenset()
+        data = event_to_json(event, resource_format(capabilities), self.agent_ips)
+        return encode_record(encode_json(data))
+
+    def _open_stream(self, command: cmd.OpenStream) -> None:
+        old = self.streams.get(command.framework_id)
+        if old is not None:
+            old.close()
+        self.streams[command.framework_id] = FrameworkStream(
+            command.framework_id, command.stream_id
+        )
+
+    def stream_ended(self, stream: FrameworkStream) -> None:
+        """The framework's connection went away without the master closing it."""
+        if self.streams.get(stream.framework_id) is stream:
+            del self.streams[stream.framework_id]
+            if not stream.closing:
+                self.dispatch(
+                    ev.FrameworkDisconnected(
+                        framework_id=stream.framework_id, stream_id=stream.stream_id
+                    )
+                )
+
+    # ------------------------------------------------------------------ agents
+
+    def link_opened(self, link: AgentLink) -> None:
+        self.links[link.connection_id] = link
+
+    def link_closed(self, link: AgentLink) -> None:
+        self.links.pop(link.connection_id, None)
+        agent_id = link.agent_id
+        if agent_id is not None and self.links_by_agent.get(agent_id) is link:
+            del self.links_by_agent[agent_id]
+            self.dispatch(ev.AgentDisconnected(agent_id=agent_id, connection_id=link.connection_id))
+
+    # ------------------------------------------------------------------- timers
+
+    def _arm_timer(self) -> None:
+        deadline = self.master.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, deadline - time.time())
+            self._timer = loop.call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.dispatch(ev.Tick())
+        except Exception:  # a bug must not stop the clock of the whole master
+            log.exception("the master core failed on a timer tick")
+            self._arm_timer()
+
+    async def _send_heartbeats(self) -> None:
+        interval = self.master.options.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            for stream in list(self.streams.values()):
+                stream.push(_HEARTBEAT_RECORD)
