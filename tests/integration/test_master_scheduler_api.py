@@ -11,6 +11,7 @@ import queue
 import re
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,7 @@ class ProtocolAgent:
 
     def __init__(self, master: str, resources: str = "cpus:2;mem:1024") -> None:
         self.master = master
-        self.received: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.received: queue.Queue[Mapping[str, Any]] = queue.Queue()
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -255,7 +256,7 @@ class ProtocolAgent:
         frame = channel.encode_frame(list(messages))
         asyncio.run_coroutine_threadsafe(self.ws.send_bytes(frame), self.loop).result(5)
 
-    def expect(self, kind: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    def expect(self, kind: str, timeout_s: float = 10.0) -> Mapping[str, Any]:
         while True:
             item = self.received.get(timeout=timeout_s)
             if item["type"] == kind:
