@@ -1,120 +1,129 @@
-"""`agora local`: a whole cluster on this machine.
+"""`agora local`: a real master and N agents on this host, until Ctrl-C.
 
-Until the master and agent services exist, this runs the real master core (allocator,
-offers, task lifecycle) against simulated agents and frameworks on a simulated clock,
-and prints what happened.
+The host's CPUs, memory, disk and the port range 31000-32000 are split between the agents
+unless `--resources` is given. Flags this command does not know are passed to every agent.
+(`agora simulate` runs the deterministic simulator instead.)
 """
 
 from __future__ import annotations
 
-import collections
+import shutil
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
 
 import click
+import psutil  # type: ignore[import-untyped]
 from rich.console import Console
-from rich.table import Table
 
-from agora.core.master import commands as cmd
-from agora.core.task_states import TaskState
-from agora.testing.sim import InvariantViolation, SimConfig, Simulation
+from agora.testing.cluster import ClusterError, LocalCluster
+
+PORTS_BEGIN = 31000
+PORTS_END = 32000
 
 
-@click.command()
-@click.option("--agents", default=4, show_default=True, help="simulated agents")
-@click.option("--frameworks", default=3, show_default=True, help="simulated frameworks")
-@click.option("--tasks", default=30, show_default=True, help="tasks per framework")
-@click.option("--seconds", default=120.0, show_default=True, help="simulated seconds")
-@click.option("--faults/--no-faults", default=True, show_default=True, help="inject network faults")
-@click.option("--seed", default=1, show_default=True, help="seed of the whole run")
+def split_host_resources(agents: int, work_dir: Path) -> list[str]:
+    """One `--resources` text per agent: an equal share of this host (Mesos-like defaults
+    leave some memory and disk to the system)."""
+    cpus = (psutil.cpu_count() or 1) / agents
+    total_mb = psutil.virtual_memory().total / 2**20
+    mem_mb = (total_mb - min(1024.0, total_mb / 2)) / agents
+    free_mb = shutil.disk_usage(work_dir).free / 2**20
+    disk_mb = (free_mb - min(5 * 1024.0, free_mb / 2)) / agents
+    span = (PORTS_END - PORTS_BEGIN + 1) // agents
+    out = []
+    for index in range(agents):
+        begin = PORTS_BEGIN + index * span
+        out.append(
+            f"cpus:{max(0.1, round(cpus, 1)):g};mem:{max(32, int(mem_mb))};"
+            f"disk:{max(0, int(disk_mb))};ports:[{begin}-{begin + span - 1}]"
+        )
+    return out
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--agents", default=2, show_default=True, help="number of agents")
+@click.option("--port", default=5050, show_default=True, help="master port (0: any free port)")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="address to serve on")
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="keep state and logs here (default: a temporary directory, removed at exit)",
+)
+@click.option("--resources", default=None, help='each agent\'s resources, e.g. "cpus:2;mem:1024"')
+@click.option("--isolation", default=None, help="agent isolation, e.g. posix/cpu,posix/mem")
+@click.option("--attributes", default=None, help='agent attributes, e.g. "rack:r1"')
+@click.option("--start-timeout-s", default=60.0, show_default=True, help="start-up limit")
+@click.pass_context
 def local(
-    agents: int, frameworks: int, tasks: int, seconds: float, faults: bool, seed: int
+    context: click.Context,
+    agents: int,
+    port: int,
+    ip: str,
+    work_dir: Path | None,
+    resources: str | None,
+    isolation: str | None,
+    attributes: str | None,
+    start_timeout_s: float,
 ) -> None:
-    """Run a local cluster (for now: the master core with simulated agents)."""
-    console = Console()
-    config = SimConfig(
+    """Run one master and N agents on this host until Ctrl-C (extra flags go to the agents)."""
+    console = Console(highlight=False)
+    if agents < 1:
+        raise click.BadParameter("at least one agent", param_hint="--agents")
+    agent_args: list[str] = []
+    if isolation:
+        agent_args += ["--isolation", isolation]
+    if attributes:
+        agent_args += ["--attributes", attributes]
+    agent_args += context.args
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    shares = split_host_resources(agents, work_dir or Path.cwd())
+    cluster = LocalCluster(
         agents=agents,
-        frameworks=frameworks,
-        tasks_per_framework=tasks,
-        duration_s=seconds,
-        quiesce_s=max(60.0, seconds),
-        drop_rate=0.02 if faults else 0.0,
-        duplicate_rate=0.02 if faults else 0.0,
-        slow_rate=0.02 if faults else 0.0,
-        partitions=1 if faults else 0,
-        stream_breaks=1 if faults else 0,
+        work_dir=work_dir,
+        master_port=port,
+        agent_resources=resources if resources else shares,
+        agent_args=agent_args,
+        ip=ip,
+        start_timeout_s=start_timeout_s,
     )
-    sim = Simulation(seed, config)
-    offers = collections.Counter[str]()
+    stop = threading.Event()
 
-    def count_offers(command: cmd.Command) -> None:
-        if isinstance(command, cmd.SendToFramework) and isinstance(command.event, cmd.Offers):
-            offers[command.framework_id] += len(command.event.offers)
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        stop.set()
 
-    sim.command_observers.append(count_offers)
-    console.print(
-        f"[bold]agora local[/bold] (simulated): {agents} agents, {frameworks} frameworks, "
-        f"{tasks} tasks each, seed {seed}, faults {'on' if faults else 'off'}"
-    )
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        sim.run()
-    except InvariantViolation as violation:
-        console.print(f"[red]invariant violated:[/red] {violation}")
-        raise SystemExit(1) from None
-    _print_agents(console, sim)
-    _print_frameworks(console, sim, offers)
-    console.print(
-        f"{sim.steps} events over {sim.now:.0f} simulated seconds; network: "
-        f"{sim.network.stats.sent} agent messages, {sim.network.stats.dropped} lost, "
-        f"{sim.network.stats.duplicated} duplicated, {sim.network.stats.partitioned} cut off "
-        "by partitions. Every invariant held."
-    )
-
-
-def _print_agents(console: Console, sim: Simulation) -> None:
-    table = Table(title="agents")
-    for column in ("agent", "hostname", "resources", "tasks run"):
-        table.add_column(column)
-    ran = collections.Counter(key for key in sim.checker.final_states)
-    per_host = collections.Counter[str]()
-    for agent in sim.agents:
-        per_host[agent.hostname] = sum(1 for key in agent.finished if key in ran)
-    for agent in sim.agents:
-        table.add_row(
-            agent.agent_id or "-",
-            agent.hostname,
-            str(agent.info.resources),
-            str(per_host[agent.hostname]),
-        )
-    console.print(table)
-
-
-def _print_frameworks(console: Console, sim: Simulation, offers: collections.Counter[str]) -> None:
-    table = Table(title="frameworks")
-    for column in (
-        "framework",
-        "roles",
-        "offers",
-        "launched",
-        "finished",
-        "failed",
-        "killed",
-        "lost/gone",
-    ):
-        table.add_column(column)
-    for framework in sim.frameworks:
-        ends = collections.Counter[TaskState]()
-        for task_id in framework.launched:
-            seen = framework.observed.get(task_id)
-            if seen and seen.states:
-                ends[seen.states[-1]] += 1
-        lost = sum(ends[s] for s in (TaskState.LOST, TaskState.GONE, TaskState.DROPPED))
-        table.add_row(
-            framework.framework_id or "-",
-            ",".join(framework.roles),
-            str(offers[framework.framework_id or ""]),
-            str(len(framework.launched)),
-            str(ends[TaskState.FINISHED]),
-            str(ends[TaskState.FAILED]),
-            str(ends[TaskState.KILLED]),
-            str(lost),
-        )
-    console.print(table)
+        console.print(f"starting a master and {agents} agent(s) in {cluster.work_dir} ...")
+        try:
+            cluster.start()
+        except ClusterError as error:
+            raise click.ClickException(str(error)) from None
+        master = cluster.master_address
+        console.print(f"[bold green]master[/]   {master}")
+        console.print(f"  web UI         http://{master}/")
+        console.print(f"  scheduler API  http://{master}/api/v1/scheduler")
+        console.print(f"  operator API   http://{master}/api/v1")
+        console.print(f"  state          http://{master}/master/state")
+        for index, address in enumerate(cluster.agents):
+            console.print(f"[bold cyan]agent {index}[/]  {address}  http://{address}/state")
+        console.print(f"logs in {cluster.work_dir}; export AGORA_MASTER={master}")
+        console.print("press Ctrl-C to stop")
+        while not stop.wait(0.5):
+            if not cluster.master.alive:
+                console.print("[red]the master exited[/]\n" + cluster.master.log_tail())
+                raise SystemExit(1)
+            for process in cluster.agent_processes:
+                if not process.alive:
+                    console.print(f"[red]{process.name} exited[/]\n" + process.log_tail())
+                    raise SystemExit(1)
+    finally:
+        console.print("stopping ...")
+        cluster.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        console.print("stopped")

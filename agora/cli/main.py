@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from agora import __version__
+from agora.cli.inspect import agents, frameworks, ps
 from agora.cli.local import local
 from agora.cli.master import master
+from agora.cli.run import run
 from agora.cli.simulate import simulate
 
 
@@ -19,6 +21,10 @@ def cli() -> None:
 cli.add_command(local)
 cli.add_command(master)
 cli.add_command(simulate)
+cli.add_command(run)
+cli.add_command(ps)
+cli.add_command(agents)
+cli.add_command(frameworks)
 
 
 def main() -> None:
