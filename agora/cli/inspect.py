@@ -18,7 +18,7 @@ async def _state(master: str) -> dict[str, Any]:
         async with StateClient(timeout_s=10.0) as client:
             return await client.master_state(master)
     except UnreachableError as error:
-        raise CliError(f"cannot read the state of master {master}: {error}") from None
+        raise CliError(f"master {master}: {error}") from None
     except ValueError as error:  # a malformed --master
         raise CliError(str(error)) from None
 

@@ -374,5 +374,5 @@ async def _run_checked(runner: Runner) -> int:
             await client.get_json(runner.driver.master, "/version")
     except UnreachableError as error:
         await runner.driver.stop()
-        raise CliError(f"cannot reach master {runner.driver.master}: {error}") from None
+        raise CliError(f"master {runner.driver.master}: {error}") from None
     return await runner.run()

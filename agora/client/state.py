@@ -61,6 +61,9 @@ class StateClient:
                     text = (await response.text()).strip()
                     raise UnreachableError(f"{url} answered {response.status}: {text[:200]}")
                 return await response.json(content_type=None)
+        except aiohttp.ClientConnectorError as error:
+            reason = error.os_error.strerror or str(error.os_error)
+            raise UnreachableError(f"cannot connect to {address}: {reason}") from None
         except aiohttp.ClientError as error:
             raise UnreachableError(f"cannot reach {address}: {error}") from None
         except TimeoutError:
