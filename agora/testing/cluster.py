@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 MARKER_VARIABLE = "AGORA_LOCAL_CLUSTER"
 T = TypeVar("T")
