@@ -1,0 +1,145 @@
+"""Outputs of the agent core: messages for the master, processes to start or signal,
+events for executors and answers to executor API calls."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agora.core.master import events as mev
+from agora.core.master.info import FrameworkInfo, TaskStatus
+from agora.core.task_states import TaskState
+
+Json = Mapping[str, Any]
+
+SIGTERM = 15
+SIGKILL = 9
+
+
+@dataclass(frozen=True)
+class Register:
+    """Send REGISTER (no agent id yet) or REREGISTER with everything this agent holds."""
+
+    agent_id: str | None
+    tasks: tuple[mev.AgentTask, ...] = ()
+    executors: tuple[mev.AgentExecutor, ...] = ()
+    frameworks: tuple[FrameworkInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pong:
+    pass
+
+
+@dataclass(frozen=True)
+class SendStatusUpdate:
+    framework_id: str
+    status: TaskStatus
+    latest_state: TaskState | None
+
+
+@dataclass(frozen=True)
+class SendExecutorExited:
+    framework_id: str
+    executor_id: str
+    wait_status: int
+
+
+@dataclass(frozen=True)
+class SendExecutorMessage:
+    framework_id: str
+    executor_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LaunchProcess:
+    """Start a process through the supervisor: its own session, stdout/stderr appended to
+    files in `sandbox`, cwd = sandbox (created if missing)."""
+
+    proc_id: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    sandbox: str
+    executable: str | None = None  # None: argv[0]
+
+
+@dataclass(frozen=True)
+class SignalProcess:
+    """Signal the process group of a supervised process."""
+
+    proc_id: str
+    signal: int
+
+
+@dataclass(frozen=True)
+class ForgetProcess:
+    """Its exit was handled: the supervisor may drop it."""
+
+    proc_id: str
+
+
+@dataclass(frozen=True)
+class ToExecutor:
+    """One event (Mesos v1 executor JSON) on an executor's SUBSCRIBE stream."""
+
+    framework_id: str
+    executor_id: str
+    event: Json
+
+
+@dataclass(frozen=True)
+class OpenExecutorStream:
+    """SUBSCRIBE accepted: answer 200 and stream events; replaces any older stream."""
+
+    request_id: str
+    framework_id: str
+    executor_id: str
+
+
+@dataclass(frozen=True)
+class CloseExecutorStream:
+    framework_id: str
+    executor_id: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer an executor API call (202 accepted, or 4xx naming the problem)."""
+
+    request_id: str
+    status: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The master told this agent to shut down: stop, killing what runs here."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str
+    message: str
+    detail: Json = field(default_factory=dict)
+
+
+AgentCommand = (
+    Register
+    | Pong
+    | SendStatusUpdate
+    | SendExecutorExited
+    | SendExecutorMessage
+    | LaunchProcess
+    | SignalProcess
+    | ForgetProcess
+    | ToExecutor
+    | OpenExecutorStream
+    | CloseExecutorStream
+    | Reply
+    | Stop
+    | Log
+)

@@ -1,0 +1,106 @@
+"""Inputs of the agent core. The shell turns master frames, supervisor reports,
+executor API calls and timers into these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agora.core.master import commands as mcmd
+from agora.core.master.info import TaskStatus
+
+Json = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A timer fired: process whatever is due."""
+
+
+@dataclass(frozen=True)
+class MasterConnected:
+    """The WebSocket to the master is open: (re)register."""
+
+
+@dataclass(frozen=True)
+class MasterDisconnected:
+    pass
+
+
+@dataclass(frozen=True)
+class FromMaster:
+    message: mcmd.AgentMessage
+
+
+@dataclass(frozen=True)
+class ProcessLaunched:
+    proc_id: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class ProcessLaunchFailed:
+    proc_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ProcessExited:
+    proc_id: str
+    wait_status: int  # as os.waitpid reports it
+
+
+@dataclass(frozen=True)
+class ExecutorSubscribe:
+    request_id: str
+    framework_id: str
+    executor_id: str
+    unacknowledged_updates: tuple[TaskStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExecutorUpdate:
+    request_id: str
+    framework_id: str
+    executor_id: str
+    status: TaskStatus
+
+
+@dataclass(frozen=True)
+class ExecutorMessage:
+    request_id: str
+    framework_id: str
+    executor_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ExecutorHeartbeat:
+    request_id: str
+    framework_id: str
+    executor_id: str
+
+
+@dataclass(frozen=True)
+class ExecutorStreamClosed:
+    """The executor's SUBSCRIBE connection ended."""
+
+    framework_id: str
+    executor_id: str
+
+
+AgentEvent = (
+    Tick
+    | MasterConnected
+    | MasterDisconnected
+    | FromMaster
+    | ProcessLaunched
+    | ProcessLaunchFailed
+    | ProcessExited
+    | ExecutorSubscribe
+    | ExecutorUpdate
+    | ExecutorMessage
+    | ExecutorHeartbeat
+    | ExecutorStreamClosed
+)
