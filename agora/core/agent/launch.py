@@ -4,7 +4,6 @@ executors (reference §3.4 and §4.4), wait statuses, kill grace periods."""
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +89,7 @@ def command_environment(command: object) -> dict[str, str]:
             try:
                 data = base64.b64decode(str(secret["value"].get("data", "")), validate=True)
                 out[variable["name"]] = data.decode("utf-8", "replace")
-            except (binascii.Error, ValueError):
+            except ValueError:  # binascii.Error is a ValueError
                 continue
     return out
 
