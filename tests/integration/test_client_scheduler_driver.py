@@ -4,6 +4,7 @@ command task, see it through to TASK_FINISHED with every update acknowledged."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from agora.client import (
     TERMINAL_STATES,
@@ -78,3 +79,29 @@ def test_driver_runs_a_task_to_finished_and_acknowledges(cluster: LocalCluster) 
         assert all(f["id"] != framework_id for f in frameworks)
 
     asyncio.run(main())
+
+
+def test_every_call_is_accepted_by_a_real_master(tmp_path: Path) -> None:
+    with LocalCluster(agents=0, work_dir=tmp_path / "c") as master_only:
+
+        async def main() -> None:
+            info = FrameworkInfo(name="calls", roles=["eng"], failover_timeout_s=30)
+            async with SchedulerDriver(master_only.master_address, info) as driver:
+                assert driver.stream_id and driver.framework_id
+                await driver.suppress()
+                await driver.revive(["eng"])
+                await driver.reconcile()
+                await driver.decline([])
+                await driver.update_framework(
+                    FrameworkInfo(name="calls-renamed", roles=["eng"], failover_timeout_s=30)
+                )
+                state = master_only.master_state()
+                names = {f["id"]: f["name"] for f in state["frameworks"]}
+                assert names[driver.framework_id] == "calls-renamed"
+                framework_id = driver.framework_id
+                await driver.stop(teardown=True)
+            state = master_only.master_state()
+            assert framework_id not in {f["id"] for f in state["frameworks"]}
+            assert framework_id in {f["id"] for f in state["completed_frameworks"]}
+
+        asyncio.run(main())
