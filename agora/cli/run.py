@@ -30,6 +30,7 @@ from agora.client import (
     SchedulerError,
     StateClient,
     UnreachableError,
+    agent_address,
     command_info,
     new_task_id,
     offer_attributes,
@@ -228,6 +229,11 @@ class Runner:
 
     async def _sandbox(self, files: StateClient) -> str | None:
         """The task's sandbox directory, from the agent's /state."""
+        if self.state.agent_address is None and self.state.agent_id is not None:
+            master_state = await files.master_state(self.driver.master)
+            for agent in master_state.get("slaves", []):
+                if agent.get("id") == self.state.agent_id:
+                    self.state.agent_address = agent_address(agent)
         address = self.state.agent_address
         if address is None:
             return None

@@ -267,7 +267,10 @@ class ExecutorDriver:
     async def _call(self, body: Json) -> None:
         body.update(self._ids)
         response = await self._pool.request("POST", EXECUTOR_PATH, encode(body), self._headers)
+        if response.status == 400:
+            raise ExecutorError(f"{body['type']} invalid: {response.text()}")
         if response.status not in (200, 202):
+            # 403 (not subscribed yet) or 503 (agent recovering): sent again on re-subscribe.
             raise HttpError(f"{body['type']} refused ({response.status}): {response.text()}")
 
     # ------------------------------------------------------------------ the stream
