@@ -152,6 +152,7 @@ def test_addresses_and_redirects() -> None:
         ("TASK_FAILED", "Command exited with status 3", 3),
         ("TASK_FAILED", "Command terminated with signal Killed", 137),
         ("TASK_FAILED", "killed by signal 15", 143),
+        ("TASK_FAILED", "Command terminated with signal SIGTERM", 143),
         ("TASK_FAILED", "something else", 1),
         ("TASK_KILLED", "", 137),
         ("TASK_LOST", "agent gone", 1),
