@@ -5,7 +5,7 @@ that only read or run short tasks. A failing test prints the processes' log tail
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,13 @@ AGENT_RESOURCES = [
 MASTER_ARGS = ["--allocation-interval-s", "0.2"]
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     setattr(item, f"report_{report.when}", report)
+    return report
 
 
 def _show_logs_on_failure(node: pytest.Item, cluster: LocalCluster) -> None:
