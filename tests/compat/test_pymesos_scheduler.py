@@ -8,7 +8,7 @@ import pytest
 
 from agora.testing.cluster import wait_until
 from tests.compat.conftest import framework_in_state
-from tests.compat.harness import LaunchOnce, command_task, decline_all, task_state
+from tests.compat.harness import LaunchOnce, Recorder, command_task, decline_all, task_state
 
 
 def test_registers_and_teardown_completes_the_framework(master_only, recorder, start_scheduler):
@@ -186,3 +186,26 @@ def test_decline_with_filters_then_revive(cluster, recorder, start_scheduler):
     driver.reviveOffers()
     recorder.wait_for(lambda evs: len([e for e in evs if e.kind == "resourceOffers"]) > 1,
                       "an offer after REVIVE")
+
+
+def test_failover_keeps_the_framework_for_a_new_driver(master_only, io_thread_failures,
+                                                        start_scheduler):
+    address = master_only.master_address
+    first = Recorder(io_thread_failures)
+    driver = start_scheduler(first, address, framework={"failover_timeout": 60})
+    framework_id = first.wait_for_kind("registered").args[0]["value"]
+    driver.stop(failover=True)  # no TEARDOWN: the framework waits for a failover
+    driver.join()
+    wait_until(
+        lambda: framework_in_state(address, framework_id)[1].get("active") is False,
+        10,
+        "the framework to be inactive",
+    )
+    second = Recorder(io_thread_failures)
+    start_scheduler(second, address,
+                    framework={"id": {"value": framework_id}, "failover_timeout": 60})
+    master_info = second.wait_for_kind("reregistered").args[0]
+    assert master_info["port"] == int(address.split(":")[1])
+    where, framework = framework_in_state(address, framework_id)
+    assert where == "frameworks"
+    assert framework["active"] is True
