@@ -216,7 +216,9 @@ class Supervisor:
                             os.killpg(proc.pid, signal.SIGKILL)
             self.stopping.set()
 
-    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.clients.add(writer)
         buffer = b""
         try:

@@ -55,7 +55,7 @@ class SupervisorClient:
     def _start(self) -> None:
         os.makedirs(self.work_dir, exist_ok=True)
         with open(os.path.join(self.work_dir, "supervisor.log"), "ab") as out:
-            subprocess.Popen(  # noqa: S603 - our own module, detached on purpose
+            subprocess.Popen(
                 [sys.executable, "-m", "agora.agent.supervisor", "--work-dir", self.work_dir],
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -6,6 +6,7 @@ import click
 
 from agora import __version__
 from agora.cli.inspect import agents, frameworks, ps
+from agora.cli.agent import agent
 from agora.cli.local import local
 from agora.cli.master import master
 from agora.cli.run import run
@@ -18,6 +19,7 @@ def cli() -> None:
     """Agora: a datacenter kernel with Mesos-style resource offers."""
 
 
+cli.add_command(agent)
 cli.add_command(local)
 cli.add_command(master)
 cli.add_command(simulate)

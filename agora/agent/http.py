@@ -1,0 +1,269 @@
+"""The agent's HTTP server: the executor v1 API, `/state`, `/health`, `/version`,
+`/flags` and the files API, plus `serve()` that runs the whole agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from agora.agent import files
+from agora.agent.service import AgentService, ServiceOptions
+from agora.agent.views import state_view
+from agora.core.agent import commands as cmd
+from agora.core.agent import events as ev
+from agora.core.agent.model import AgentConfig
+from agora.wire.mesos_json import WireError, decode_bytes, id_value, status_from_json
+
+log = logging.getLogger("agora.agent")
+
+SERVICE_KEY = web.AppKey("service", AgentService)
+
+
+def _service(request: web.Request) -> AgentService:
+    return request.app[SERVICE_KEY]
+
+
+def _json(data: Any, request: web.Request) -> web.Response:
+    body = json.dumps(data, separators=(",", ":"))
+    callback = request.query.get("jsonp")
+    if callback:
+        return web.Response(text=f"{callback}({body});", content_type="text/javascript")
+    return web.Response(text=body, content_type="application/json")
+
+
+# ------------------------------------------------------------------ executor API
+
+
+def _reply(commands: list[cmd.AgentCommand], request_id: str) -> web.Response | None:
+    for command in commands:
+        if isinstance(command, cmd.Reply) and command.request_id == request_id:
+            return web.Response(status=command.status, text=command.message)
+    return None
+
+
+async def executor_api(request: web.Request) -> web.StreamResponse:
+    if request.method != "POST":
+        return web.Response(status=405, headers={"Allow": "POST"}, text="Expecting 'POST'")
+    if "Content-Type" not in request.headers:
+        return web.Response(status=400, text="Expecting 'Content-Type' to be present")
+    if request.content_type != "application/json":
+        return web.Response(status=415, text="Expecting 'Content-Type' of application/json")
+    try:
+        call = json.loads(await request.read())
+    except ValueError as error:
+        return web.Response(status=400, text=f"Failed to parse body into JSON: {error}")
+    if not isinstance(call, dict):
+        return web.Response(status=400, text="Expecting a JSON object")
+    kind = call.get("type")
+    try:
+        framework_id = id_value(call.get("framework_id"), "framework_id")
+        executor_id = id_value(call.get("executor_id"), "executor_id")
+    except WireError as error:
+        return web.Response(status=400, text=str(error))
+    service = _service(request)
+    rid = service.next_request_id()
+    if kind == "HEARTBEAT":
+        return web.Response(status=202)
+    if kind == "SUBSCRIBE":
+        return await _subscribe(request, service, rid, framework_id, executor_id, call)
+    try:
+        event: ev.AgentEvent
+        if kind == "UPDATE":
+            update = call.get("update")
+            if not isinstance(update, dict):
+                raise WireError("Expecting 'update' to be present")
+            status = status_from_json(update.get("status"), "update.status")
+            event = ev.ExecutorUpdate(rid, framework_id, executor_id, status)
+        elif kind == "MESSAGE":
+            message = call.get("message")
+            if not isinstance(message, dict):
+                raise WireError("Expecting 'message' to be present")
+            data = decode_bytes(message.get("data"), "message.data")
+            event = ev.ExecutorMessage(rid, framework_id, executor_id, data)
+        elif kind == "UNKNOWN":
+            return web.Response(status=501, text="Unknown call type")
+        else:
+            raise WireError(f"'type' must be a known executor call, not {kind!r}")
+    except WireError as error:
+        return web.Response(status=400, text=str(error))
+    response = _reply(service.dispatch(event), rid)
+    return response or web.Response(status=202)
+
+
+async def _subscribe(
+    request: web.Request,
+    service: AgentService,
+    rid: str,
+    framework_id: str,
+    executor_id: str,
+    call: dict[str, Any],
+) -> web.StreamResponse:
+    body = call.get("subscribe") or {}
+    updates = []
+    try:
+        for item in body.get("unacknowledged_updates", []) if isinstance(body, dict) else []:
+            updates.append(status_from_json(item.get("status"), "unacknowledged_updates.status"))
+    except (WireError, AttributeError) as error:
+        return web.Response(status=400, text=str(error))
+    commands = service.dispatch(
+        ev.ExecutorSubscribe(rid, framework_id, executor_id, tuple(updates))
+    )
+    refused = _reply(commands, rid)
+    if refused is not None:
+        return refused
+    stream = service.opened.pop(rid, None)
+    if stream is None:
+        return web.Response(status=500, text="No stream was opened")
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        while True:
+            await stream.wake.wait()
+            data = stream.take()
+            if data:
+                await response.write(data)
+            if stream.closed:
+                break
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        key = (framework_id, executor_id)
+        if service.streams.get(key) is stream:
+            del service.streams[key]
+            service.dispatch(ev.ExecutorStreamClosed(framework_id, executor_id))
+    return response
+
+
+# ------------------------------------------------------------------ views
+
+
+async def state(request: web.Request) -> web.Response:
+    return _json(state_view(_service(request)), request)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+async def version(request: web.Request) -> web.Response:
+    config = _service(request).config
+    return _json(
+        {"version": config.version, "build_date": "", "build_time": 0, "build_user": "agora"},
+        request,
+    )
+
+
+async def flags(request: web.Request) -> web.Response:
+    return _json({"flags": dict(_service(request).options.flags)}, request)
+
+
+def _runs(service: AgentService) -> list[Any]:
+    return [*service.core.completed_executors, *service.core.runs.values()]
+
+
+def _resolve(request: web.Request) -> str:
+    service = _service(request)
+    return files.resolve(request.query.get("path", ""), service.config.work_dir, _runs(service))
+
+
+async def files_browse(request: web.Request) -> web.Response:
+    try:
+        target = _resolve(request)
+    except files.FilesError as error:
+        return files.error_response(error)
+    return _json(files.browse(target, request.query["path"]), request)
+
+
+async def files_read(request: web.Request) -> web.Response:
+    try:
+        target = _resolve(request)
+        offset = int(request.query.get("offset", "0"))
+        length_text = request.query.get("length")
+        length = int(length_text) if length_text is not None else None
+        return _json(files.read(target, offset, length), request)
+    except files.FilesError as error:
+        return files.error_response(error)
+    except ValueError:
+        return web.Response(status=400, text="'offset' and 'length' must be integers")
+
+
+async def files_download(request: web.Request) -> web.StreamResponse:
+    try:
+        target = _resolve(request)
+    except files.FilesError as error:
+        return files.error_response(error)
+    if os.path.isdir(target):
+        return web.Response(status=400, text="Cannot download a directory")
+    name = os.path.basename(target)
+    return web.FileResponse(target, headers={"Content-Disposition": f"attachment; filename={name}"})
+
+
+def make_app(service: AgentService) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[SERVICE_KEY] = service
+    for prefix in ("", "/slave(1)"):
+        app.router.add_route("*", f"{prefix}/api/v1/executor", executor_api)
+        for suffix in ("", ".json"):
+            app.router.add_get(f"{prefix}/state{suffix}", state)
+            app.router.add_get(f"{prefix}/flags{suffix}", flags)
+        app.router.add_get(f"{prefix}/health", health)
+    app.router.add_get("/version", version)
+    app.router.add_get("/version/", version)
+    for suffix in ("", ".json"):
+        app.router.add_get(f"/files/browse{suffix}", files_browse)
+        app.router.add_get(f"/files/read{suffix}", files_read)
+        app.router.add_get(f"/files/download{suffix}", files_download)
+    return app
+
+
+def write_ready_file(path: str, address: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as out:
+        json.dump({"address": address, "pid": os.getpid()}, out)
+    os.replace(tmp, path)
+
+
+async def serve(
+    config: AgentConfig, options: ServiceOptions, ready_file: str | None = None
+) -> AgentConfig:
+    """Run an agent until SIGTERM/SIGINT or a master's shutdown order. `config.port` 0
+    picks a free port; the config actually used is returned."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Bind first so the advertised port (and MESOS_AGENT_ENDPOINT) is the real one.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.ip, config.port))
+    port = sock.getsockname()[1]
+    config = replace(config, port=port, info=replace(config.info, port=port))
+    service = AgentService(config, options)
+    app = make_app(service)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    await service.start()
+    if ready_file:
+        write_ready_file(ready_file, config.endpoint)
+    log.info("agent serving on %s, master %s", config.endpoint, options.master)
+    waiter = loop.create_task(service.stopping.wait())
+    stopper = loop.create_task(stop.wait())
+    await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    stopper.cancel()
+    await service.stop()
+    with contextlib.suppress(Exception):
+        await runner.cleanup()
+    return config
