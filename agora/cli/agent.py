@@ -25,8 +25,8 @@ _ENV_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"
 def detect_resources(work_dir: str, override: str | None) -> str:
     os.makedirs(work_dir, exist_ok=True)
     try:
-        mem_mb = psutil.virtual_memory().total // MB
-    except Exception:
+        mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MB
+    except (OSError, ValueError):  # Mesos's fallback: 1 GB usable
         mem_mb = 2048
     try:
         disk_mb = shutil.disk_usage(work_dir).total // MB
