@@ -81,3 +81,9 @@ def test_custom_executor_round_trips_framework_messages(cluster, recorder, start
     state = framework_in_state(address, framework_id)[1]
     assert any(t["id"] == "ex-task" and t["state"] == "TASK_FINISHED"
                for t in state["completed_tasks"])
+
+    def executor_gone() -> bool:
+        return not [p for p in cluster.leftover_processes()
+                    if SCRIPT.name in " ".join(p.cmdline())]
+
+    wait_until(executor_gone, 15, "the executor process to exit after SHUTDOWN")
