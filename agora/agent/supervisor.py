@@ -274,7 +274,10 @@ async def run(work_dir: str) -> int:
     os.chdir(supervisor.work_dir)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGCHLD, supervisor.reap)
-    loop.add_signal_handler(signal.SIGTERM, supervisor.stopping.set)
+    # SIGTERM: like a `shutdown` request, every process group is killed first.
+    loop.add_signal_handler(
+        signal.SIGTERM, supervisor.handle_request, {"op": "shutdown", "kill": True}, []
+    )
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     server = await asyncio.start_unix_server(supervisor.serve_client, path=address)

@@ -1,0 +1,182 @@
+"""A real agent (and its real supervisor and task processes) driven by a real master."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from tests.integration.agent_kit import (
+    Framework,
+    agent_process,
+    alive,
+    command_task,
+    supervisor_pid,
+)
+from tests.integration.master_process import get_json, master_process, request, wait_for
+
+
+def test_command_tasks_finish_fail_and_get_killed(tmp_path: Path) -> None:
+    with (
+        master_process(tmp_path) as master,
+        agent_process(tmp_path, master, "--resources", "cpus:2;mem:1024") as agent,
+    ):
+        fw = Framework(master, ("TASK_KILLING_STATE",))
+        env_task = command_task("t1", "echo out; echo err >&2; env")
+        env_task["command"]["environment"] = {"variables": [{"name": "GREETING", "value": "hi"}]}
+        fw.launch(
+            fw.offer(),
+            [
+                env_task,
+                command_task("t2", "exit 3"),
+                command_task(
+                    "t3",
+                    "trap '' TERM; sleep 100",
+                    kill_policy={"grace_period": {"nanoseconds": 500_000_000}},
+                ),
+                {
+                    **command_task("t4", ""),
+                    "command": {"shell": False, "value": "/no/such/binary", "arguments": ["x"]},
+                },
+            ],
+        )
+        fw.until(lambda: "TASK_RUNNING" in fw.states("t3"), what="t3 running")
+        fw.call({"type": "KILL", "kill": {"task_id": {"value": "t3"}}})
+        fw.until(
+            lambda: (
+                all(fw.states(t) and fw.states(t)[-1] != "TASK_RUNNING" for t in ("t1", "t2", "t4"))
+                and "TASK_KILLED" in fw.states("t3")
+            ),
+            what="all tasks to end",
+        )
+        assert fw.states("t1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+        assert fw.states("t2")[-1] == "TASK_FAILED"
+        assert fw.last("t2")["message"] == "Command exited with status 3"
+        assert fw.states("t3")[-2:] == ["TASK_KILLING", "TASK_KILLED"]
+        assert fw.last("t3")["message"] == "Command terminated with signal SIGKILL"
+        assert fw.last("t4")["state"] == "TASK_FAILED"
+        assert "/no/such/binary" in fw.last("t4")["message"]
+        for status in fw.updates:
+            assert status["source"] == "SOURCE_EXECUTOR" and "uuid" in status
+
+        state = get_json(agent, "/state")
+        assert state["pid"] == f"slave(1)@{agent}" and state["resources"]["cpus"] == 2
+        runs = [
+            e
+            for f in state["frameworks"] + state["completed_frameworks"]
+            for e in f["executors"] + f["completed_executors"]
+            if e["id"] == "t1"
+        ]
+        sandbox = Path(runs[0]["directory"])
+        agent_id = state["id"]
+        assert str(sandbox).startswith(
+            f"{tmp_path}/agent-work/slaves/{agent_id}/frameworks/{fw.id}/executors/t1/runs/"
+        )
+        assert (sandbox / "stdout").read_text().startswith("out\n")
+        assert (sandbox / "stderr").read_text() == "err\n"
+        env = dict(
+            line.split("=", 1)
+            for line in (sandbox / "stdout").read_text().splitlines()[1:]
+            if "=" in line
+        )
+        assert env["MESOS_SANDBOX"] == str(sandbox) == env["MESOS_DIRECTORY"]
+        assert env["MESOS_TASK_ID"] == "t1" and env["MESOS_EXECUTOR_ID"] == "t1"
+        assert env["MESOS_FRAMEWORK_ID"] == fw.id and env["MESOS_AGENT_ID"] == agent_id
+        assert env["GREETING"] == "hi" and env["PATH"]
+
+        # files API: virtual and real paths, confined to the sandbox
+        virtual = f"/frameworks/{fw.id}/executors/t1/runs/latest"
+        listing = get_json(agent, f"/files/browse?path={virtual}")
+        assert {Path(e["path"]).name for e in listing} >= {"stdout", "stderr"}
+        read = get_json(agent, f"/files/read?path={virtual}/stderr&offset=0")
+        assert read == {"offset": 0, "data": "err\n"}
+        assert get_json(agent, f"/files/read?path={sandbox}/stderr&offset=-1") == {
+            "offset": 4,
+            "data": "",
+        }
+        status, headers, body = request(agent, "GET", f"/files/download?path={virtual}/stderr")
+        assert status == 200 and body == b"err\n" and "attachment" in headers["Content-Disposition"]
+        (sandbox / "escape").symlink_to("/etc")
+        for bad in (
+            f"{virtual}/../../../../../../../etc/passwd",
+            f"{virtual}/escape/passwd",
+            "/etc/passwd",
+            f"{sandbox}/../../../../../../../../etc/passwd",
+        ):
+            status, _, body = request(agent, "GET", f"/files/read?path={bad}")
+            assert status in (403, 404), (bad, status, body)
+        fw.close()
+
+
+def test_tasks_outlive_a_killed_agent(tmp_path: Path) -> None:
+    work = tmp_path / "agent-work"
+    with master_process(tmp_path) as master:
+        with agent_process(tmp_path, master) as agent:
+            fw = Framework(master)
+            fw.launch(fw.offer(), [command_task("long", "sleep 300")])
+            fw.until(lambda: "TASK_RUNNING" in fw.states("long"), what="the task to run")
+            journal = (work / "meta" / "supervisor" / "journal").read_text().splitlines()
+            task_pid = [json.loads(line)["pid"] for line in journal if '"launched"' in line][0]
+            agent_pid = json.loads((tmp_path / "agent.ready").read_text())["pid"]
+            os.kill(agent_pid, signal.SIGKILL)
+            wait_for(lambda: not alive(agent_pid) or _zombie(agent_pid), 10.0, "the agent to die")
+            assert alive(task_pid)
+            sup = supervisor_pid(work)
+            assert sup is not None and alive(sup)
+            del agent
+            fw.close()
+        # the fixture's cleanup stops the supervisor, which kills the task's group
+        wait_for(lambda: not alive(task_pid) or _zombie(task_pid), 10.0, "the task to be killed")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_clean_stop_kills_tasks_and_the_supervisor(tmp_path: Path) -> None:
+    work = tmp_path / "agent-work"
+    with master_process(tmp_path) as master:
+        with agent_process(tmp_path, master):
+            fw = Framework(master)
+            fw.launch(fw.offer(), [command_task("long", "sleep 300")])
+            fw.until(lambda: "TASK_RUNNING" in fw.states("long"), what="the task to run")
+            sup = supervisor_pid(work)
+            fw.close()
+        assert sup is not None
+        wait_for(lambda: not alive(sup) or _zombie(sup), 10.0, "the supervisor to exit")
+
+
+def test_executor_registration_timeout_and_api_errors(tmp_path: Path) -> None:
+    with (
+        master_process(tmp_path) as master,
+        agent_process(tmp_path, master, "--executor-registration-timeout-s", "1") as agent,
+    ):
+        fw = Framework(master)
+        task = command_task("t1", "")
+        del task["command"]
+        task["executor"] = {
+            "executor_id": {"value": "ex1"},
+            "command": {"value": "sleep 100"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}],
+        }
+        fw.launch(fw.offer(), [task])
+        fw.until(lambda: fw.states("t1"), what="the task to fail")
+        assert fw.last("t1")["state"] == "TASK_FAILED"
+        assert fw.last("t1")["reason"] == "REASON_EXECUTOR_REGISTRATION_TIMEOUT"
+
+        call = {
+            "type": "UPDATE",
+            "framework_id": {"value": fw.id},
+            "executor_id": {"value": "nope"},
+        }
+        path = "/api/v1/executor"
+        assert request(agent, "GET", path)[0] == 405
+        assert request(agent, "POST", path, "{}", {"Content-Type": "text/plain"})[0] == 415
+        assert request(agent, "POST", path, "{not json")[0] == 400
+        assert request(agent, "POST", path, call)[0] == 400
+        assert request(agent, "POST", f"/slave(1){path}", {**call, "type": "HEARTBEAT"})[0] == 202
+        fw.close()
