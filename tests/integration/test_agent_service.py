@@ -6,6 +6,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from tests.integration.agent_kit import (
     Framework,
@@ -95,8 +96,8 @@ def test_command_tasks_finish_fail_and_get_killed(tmp_path: Path) -> None:
             "offset": 4,
             "data": "",
         }
-        status, headers, body = request(agent, "GET", f"/files/download?path={virtual}/stderr")
-        assert status == 200 and body == b"err\n" and "attachment" in headers["Content-Disposition"]
+        code, headers, body = request(agent, "GET", f"/files/download?path={virtual}/stderr")
+        assert code == 200 and body == b"err\n" and "attachment" in headers["Content-Disposition"]
         (sandbox / "escape").symlink_to("/etc")
         for bad in (
             f"{virtual}/../../../../../../../etc/passwd",
@@ -104,8 +105,8 @@ def test_command_tasks_finish_fail_and_get_killed(tmp_path: Path) -> None:
             "/etc/passwd",
             f"{sandbox}/../../../../../../../../etc/passwd",
         ):
-            status, _, body = request(agent, "GET", f"/files/read?path={bad}")
-            assert status in (403, 404), (bad, status, body)
+            code, _, body = request(agent, "GET", f"/files/read?path={bad}")
+            assert code in (403, 404), (bad, code, body)
         fw.close()
 
 
@@ -117,7 +118,7 @@ def test_tasks_outlive_a_killed_agent(tmp_path: Path) -> None:
             fw.launch(fw.offer(), [command_task("long", "sleep 300")])
             fw.until(lambda: "TASK_RUNNING" in fw.states("long"), what="the task to run")
             journal = (work / "meta" / "supervisor" / "journal").read_text().splitlines()
-            task_pid = [json.loads(line)["pid"] for line in journal if '"launched"' in line][0]
+            task_pid = next(json.loads(line)["pid"] for line in journal if '"launched"' in line)
             agent_pid = json.loads((tmp_path / "agent.ready").read_text())["pid"]
             os.kill(agent_pid, signal.SIGKILL)
             wait_for(lambda: not alive(agent_pid) or _zombie(agent_pid), 10.0, "the agent to die")
@@ -179,4 +180,76 @@ def test_executor_registration_timeout_and_api_errors(tmp_path: Path) -> None:
         assert request(agent, "POST", path, "{not json")[0] == 400
         assert request(agent, "POST", path, call)[0] == 400
         assert request(agent, "POST", f"/slave(1){path}", {**call, "type": "HEARTBEAT"})[0] == 202
+        fw.close()
+
+
+def test_custom_executor_subscribes_and_updates(tmp_path: Path) -> None:
+    import base64
+    import http.client
+    import uuid
+
+    with (
+        master_process(tmp_path) as master,
+        agent_process(tmp_path, master) as agent,
+    ):
+        fw = Framework(master)
+        task = command_task("t1", "")
+        del task["command"]
+        task["executor"] = {
+            "executor_id": {"value": "ex1"},
+            "command": {"value": "env > env.txt; sleep 100"},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}],
+        }
+        fw.launch(fw.offer(), [task])
+        # This test plays the executor: subscribe on its behalf.
+        host, port = agent.split(":")
+        ids = {"framework_id": {"value": fw.id}, "executor_id": {"value": "ex1"}}
+
+        def subscribe() -> tuple[int, http.client.HTTPResponse]:
+            connection = http.client.HTTPConnection(host, int(port), timeout=10)
+            body = json.dumps({"type": "SUBSCRIBE", **ids, "subscribe": {}})
+            connection.request(
+                "POST", "/api/v1/executor", body, {"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            return response.status, response
+
+        update = {"type": "UPDATE", **ids, "update": {"status": {}}}
+        assert request(agent, "POST", "/api/v1/executor", update)[0] in (400, 403)
+        _, response = wait_for(lambda: (s := subscribe()) and s[0] == 200 and s, 10.0, "sub")
+        assert response.getheader("Mesos-Stream-Id") is None
+        buffer = b""
+        events: list[dict[str, Any]] = []
+        while len(events) < 2:
+            buffer += response.read1(65536)
+            while b"\n" in buffer:
+                length, rest = buffer.split(b"\n", 1)
+                if len(rest) < int(length):
+                    break
+                events.append(json.loads(rest[: int(length)]))
+                buffer = rest[int(length) :]
+        assert [e["type"] for e in events] == ["SUBSCRIBED", "LAUNCH"]
+        assert events[0]["subscribed"]["executor_info"]["executor_id"] == {"value": "ex1"}
+        assert events[1]["launch"]["task"]["task_id"] == {"value": "t1"}
+        for state in ("TASK_RUNNING", "TASK_FINISHED"):
+            status_json = {
+                "task_id": {"value": "t1"},
+                "state": state,
+                "source": "SOURCE_EXECUTOR",
+                "uuid": base64.b64encode(uuid.uuid4().bytes).decode(),
+            }
+            call = {"type": "UPDATE", **ids, "update": {"status": status_json}}
+            assert request(agent, "POST", "/api/v1/executor", call)[0] == 202
+        fw.until(lambda: "TASK_FINISHED" in fw.states("t1"), what="the executor's updates")
+        assert fw.states("t1") == ["TASK_RUNNING", "TASK_FINISHED"]
+        state = get_json(agent, "/state")
+        directory = state["frameworks"][0]["executors"][0]["directory"]
+        env = dict(
+            line.split("=", 1)
+            for line in Path(directory, "env.txt").read_text().splitlines()
+            if "=" in line
+        )
+        assert env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"] == "5secs"
+        assert env["MESOS_SLAVE_PID"] == f"slave(1)@{agent}" and env["MESOS_CHECKPOINT"] == "0"
+        response.close()
         fw.close()
