@@ -73,8 +73,8 @@ def test_tasks_on_a_custom_executor_finish_and_messages_round_trip(cluster: Loca
                 have = offer_scalars(offer)
                 if (
                     launched.is_set()
-                    or have.get("cpus", 0) < 0.1 * (TASKS + 1)
-                    or have.get("mem", 0) < 32 * (TASKS + 1)
+                    or have.get("cpus", 0) < 0.1 + 0.05 * TASKS
+                    or have.get("mem", 0) < 32 + 16 * TASKS
                 ):
                     await driver.decline([offer["id"]["value"]])
                     continue
@@ -89,7 +89,7 @@ def test_tasks_on_a_custom_executor_finish_and_messages_round_trip(cluster: Loca
                         f"echo-{i}",
                         agent_id,
                         executor=info,
-                        resources=scalar_resources(0.1, 32, role=offer_role(offer)),
+                        resources=scalar_resources(0.05, 16, role=offer_role(offer)),
                         data=f"payload-{i}".encode(),
                     )
                     for i in range(TASKS)
