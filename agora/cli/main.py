@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from agora import __version__
-from agora.cli.inspect import agents, frameworks, ps
 from agora.cli.agent import agent
+from agora.cli.inspect import agents, frameworks, ps
 from agora.cli.local import local
 from agora.cli.master import master
 from agora.cli.run import run

@@ -235,7 +235,7 @@ _SYNC_CALLS: dict[str, Callable[[MasterService], Json]] = {
 }
 
 
-async def operator(request: web.Request) -> web.Response:
+async def operator(request: web.Request) -> web.StreamResponse:
     refusal = check_post_json(request)
     if refusal is not None:
         return refusal
@@ -247,14 +247,39 @@ async def operator(request: web.Request) -> web.Response:
             raise WireError("'type' is required and must be a string")
         if kind == "UPDATE_WEIGHTS":
             return _update_weights(service, body)
+        if kind == "SUBSCRIBE":
+            return await _serve_operator_events(request, service)
         produce = _SYNC_CALLS.get(kind)
         if produce is None:
-            supported = ", ".join(sorted([*_SYNC_CALLS, "UPDATE_WEIGHTS"]))
+            supported = ", ".join(sorted([*_SYNC_CALLS, "SUBSCRIBE", "UPDATE_WEIGHTS"]))
             raise WireError(f"operator call {kind!r} is not supported (supported: {supported})")
     except WireError as error:
         return bad_request(str(error))
     key = kind.lower()
     return web.Response(body=encode_json({"type": kind, key: produce(service)}), content_type=JSON)
+
+
+async def _serve_operator_events(
+    request: web.Request, service: MasterService
+) -> web.StreamResponse:
+    events = service.operator_events
+    stream = events.subscribe(
+        service.master, service.agent_ips, service.master.options.heartbeat_interval_s
+    )
+    response = web.StreamResponse(status=200)
+    response.content_type = JSON
+    response.enable_chunked_encoding()
+    try:
+        await response.prepare(request)
+        while not stream.closing:
+            await stream.wake.wait()
+            data = stream.take()
+            if data:
+                await response.write(data)
+        await response.write_eof()
+    finally:
+        events.unsubscribe(stream)
+    return response
 
 
 def _update_weights(service: MasterService, body: Any) -> web.Response:

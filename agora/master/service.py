@@ -25,6 +25,7 @@ from agora.core.master.core import MasterCore
 from agora.core.master.info import MasterInfo
 from agora.core.master.model import MasterOptions
 from agora.core.seeded import seeded
+from agora.master.operator_events import OperatorEvents
 from agora.master.views import ServiceInfo
 from agora.wire import agent_channel as channel
 from agora.wire.mesos_json import Json, resource_format
@@ -116,6 +117,7 @@ class MasterService:
         self.links: dict[str, AgentLink] = {}
         self.links_by_agent: dict[str, AgentLink] = {}
         self.agent_ips: dict[str, str] = {}
+        self.operator_events = OperatorEvents()
         self.start_time = time.time()
         self._request_ids = itertools.count(1)
         self._connection_ids = itertools.count(1)
@@ -141,6 +143,8 @@ class MasterService:
             stream.close()
         for link in list(self.links.values()):
             link.close("master shutting down")
+        for subscriber in list(self.operator_events.subscribers):
+            subscriber.close()
 
     def service_info(self) -> ServiceInfo:
         return ServiceInfo(
@@ -176,6 +180,8 @@ class MasterService:
                 answers.append(command)
             else:
                 self._carry_out(command)
+        if self.operator_events.subscribers:
+            self.operator_events.observe(self.master, commands, self.agent_ips)
         self._arm_timer()
         return answers
 
@@ -184,6 +190,10 @@ class MasterService:
             stream = self.streams.get(command.framework_id)
             if stream is not None:
                 stream.push(self._record(command.framework_id, command.event))
+                if isinstance(command.event, cmd.Subscribed):
+                    # Mesos heartbeats at once: clients that read lines (mesoshttp) see
+                    # a record only when the next one starts.
+                    stream.push(_HEARTBEAT_RECORD)
         elif isinstance(command, cmd.SendToAgent):
             link = self.links_by_agent.get(command.agent_id)
             if link is not None:
@@ -271,3 +281,4 @@ class MasterService:
             await asyncio.sleep(interval)
             for stream in list(self.streams.values()):
                 stream.push(_HEARTBEAT_RECORD)
+            self.operator_events.heartbeat()

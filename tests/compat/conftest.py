@@ -78,8 +78,11 @@ def start_scheduler(
     drivers: list[Any] = []
 
     def start(sched: Recorder, master: str, name: str | None = None, **kwargs: Any) -> Any:
-        framework = {"user": "root", "name": name or f"compat-{request.node.name}"[:60],
-                     "hostname": "127.0.0.1"}
+        framework = {
+            "user": "root",
+            "name": name or f"compat-{request.node.name}"[:60],
+            "hostname": "127.0.0.1",
+        }
         framework.update(kwargs.pop("framework", {}))
         driver = pymesos.MesosSchedulerDriver(sched, framework, master, **kwargs)
         drivers.append(driver)

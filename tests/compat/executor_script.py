@@ -25,22 +25,29 @@ class EchoExecutor(Executor):  # type: ignore[misc]
         self.task_id: Any = None
         self.lock = threading.Lock()
 
-    def registered(self, driver: Any, executor_info: Any, framework_info: Any,
-                   agent_info: Any) -> None:
+    def registered(
+        self, driver: Any, executor_info: Any, framework_info: Any, agent_info: Any
+    ) -> None:
         logging.info("registered: %s on %s", executor_info["executor_id"], agent_info)
 
     def launchTask(self, driver: Any, task: Any) -> None:
         self.task_id = task["task_id"]
         driver.sendFrameworkMessage(encode_data(b"launched:" + task["task_id"]["value"].encode()))
-        driver.sendStatusUpdate({"task_id": task["task_id"], "state": "TASK_RUNNING",
-                                 "message": "executor running"})
+        driver.sendStatusUpdate(
+            {"task_id": task["task_id"], "state": "TASK_RUNNING", "message": "executor running"}
+        )
 
     def frameworkMessage(self, driver: Any, message: str) -> None:
         data = decode_data(message)
         logging.info("framework message %r", data)
         if data == b"finish":
-            driver.sendStatusUpdate({"task_id": self.task_id, "state": "TASK_FINISHED",
-                                     "message": "finished on request"})
+            driver.sendStatusUpdate(
+                {
+                    "task_id": self.task_id,
+                    "state": "TASK_FINISHED",
+                    "message": "finished on request",
+                }
+            )
         else:
             driver.sendFrameworkMessage(encode_data(b"echo:" + data))
 
@@ -52,8 +59,11 @@ class EchoExecutor(Executor):  # type: ignore[misc]
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                        format="%(asctime)s %(threadName)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG,
+        stream=sys.stderr,
+        format="%(asctime)s %(threadName)s %(name)s %(message)s",
+    )
     driver = MesosExecutorDriver(EchoExecutor(), use_addict=True)
     driver.run()
     return 0

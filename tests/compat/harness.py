@@ -118,8 +118,9 @@ class Recorder(pymesos.Scheduler):  # type: ignore[misc]
                 left = deadline - time.monotonic()
                 if left <= 0:
                     kinds = [(e.kind, task_state(e)) for e in self.events]
-                    raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}; "
-                                         f"events so far: {kinds}")
+                    raise AssertionError(
+                        f"timed out after {timeout_s:g}s waiting for {what}; events so far: {kinds}"
+                    )
                 self.cond.wait(left)
 
     def wait_for_kind(self, kind: str, timeout_s: float = WAIT_S) -> Event:
@@ -139,8 +140,9 @@ class Recorder(pymesos.Scheduler):  # type: ignore[misc]
 
     def states(self, task_id: str) -> list[str]:
         with self.cond:
-            return [s for e in self.events if (t := task_state(e)) and (s := t[1]) and
-                    t[0] == task_id]
+            return [
+                s for e in self.events if (t := task_state(e)) and (s := t[1]) and t[0] == task_id
+            ]
 
     # ---------------------------------------------------------------- callbacks
     def registered(self, driver: Any, framework_id: Any, master_info: Any) -> None:

@@ -108,8 +108,10 @@ def test_command_task_finishes(cluster, recorder, mesoshttp_client):
     assert status["agent_id"]["value"]
     # mesoshttp acknowledged every update itself; the terminal one completes the task.
     wait_until(
-        lambda: any(t["id"] == "mh-hi" for t in
-                    framework_in_state(address, framework_id)[1]["completed_tasks"]),
+        lambda: any(
+            t["id"] == "mh-hi"
+            for t in framework_in_state(address, framework_id)[1]["completed_tasks"]
+        ),
         15,
         "the acknowledged task in completed_tasks",
     )
@@ -122,11 +124,6 @@ def test_command_task_finishes(cluster, recorder, mesoshttp_client):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the master sends no HEARTBEAT right after SUBSCRIBED (Mesos does), so mesoshttp "
-    "sees SUBSCRIBED only with the first periodic heartbeat, 15 s later (pending in agora/master)",
-)
 def test_subscribed_is_seen_at_once(master_only, recorder, mesoshttp_client):
     client = mesoshttp_client(master_only.master_address, "compat-mesoshttp-prompt")
     client.thread.start()

@@ -44,8 +44,9 @@ def test_custom_executor_round_trips_framework_messages(cluster, recorder, start
 
     def on_update(driver, status):
         if status["state"] == "TASK_RUNNING":
-            driver.sendFrameworkMessage({"value": "echo-exec"}, status["agent_id"],
-                                        encode_data(b"ping"))
+            driver.sendFrameworkMessage(
+                {"value": "echo-exec"}, status["agent_id"], encode_data(b"ping")
+            )
 
     def on_message(driver, executor_id, agent_id, data):
         if decode_data(data) == b"echo:ping":
@@ -63,8 +64,9 @@ def test_custom_executor_round_trips_framework_messages(cluster, recorder, start
     finished = recorder.wait_for_state("ex-task", "TASK_FINISHED")
     assert finished["message"] == "finished on request"
 
-    messages = [(e.args[0]["value"], decode_data(e.args[2]))
-                for e in recorder.of_kind("frameworkMessage")]
+    messages = [
+        (e.args[0]["value"], decode_data(e.args[2])) for e in recorder.of_kind("frameworkMessage")
+    ]
     assert ("echo-exec", b"launched:ex-task") in messages
     assert ("echo-exec", b"echo:ping") in messages
     agent_ids = {e.args[1]["value"] for e in recorder.of_kind("frameworkMessage")}
@@ -79,11 +81,11 @@ def test_custom_executor_round_trips_framework_messages(cluster, recorder, start
         "the framework to be completed",
     )
     state = framework_in_state(address, framework_id)[1]
-    assert any(t["id"] == "ex-task" and t["state"] == "TASK_FINISHED"
-               for t in state["completed_tasks"])
+    assert any(
+        t["id"] == "ex-task" and t["state"] == "TASK_FINISHED" for t in state["completed_tasks"]
+    )
 
     def executor_gone() -> bool:
-        return not [p for p in cluster.leftover_processes()
-                    if SCRIPT.name in " ".join(p.cmdline())]
+        return not [p for p in cluster.leftover_processes() if SCRIPT.name in " ".join(p.cmdline())]
 
     wait_until(executor_gone, 15, "the executor process to exit after SHUTDOWN")

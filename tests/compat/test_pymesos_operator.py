@@ -5,7 +5,6 @@ It posts JSON (no Accept header) to `/api/v1/operator`, which Mesos serves by pr
 from __future__ import annotations
 
 import pymesos  # type: ignore[import-untyped]
-import pytest
 
 from tests.compat.harness import Recorder
 
@@ -43,7 +42,8 @@ def test_get_agents_lists_the_agent(cluster):
     assert agents[0]["agent_info"]["id"]["value"]
     state = driver.getState()["get_state"]
     assert [a["agent_info"]["id"] for a in state["get_agents"]["agents"]] == [
-        agents[0]["agent_info"]["id"]]
+        agents[0]["agent_info"]["id"]
+    ]
 
 
 class OperatorRecorder(pymesos.OperatorMaster):  # type: ignore[misc]
@@ -72,11 +72,6 @@ class OperatorRecorder(pymesos.OperatorMaster):  # type: ignore[misc]
         self.recorder._record("agentRemoved", agent_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="master answers the operator SUBSCRIBE with 400 \"operator call 'SUBSCRIBE' is not "
-    "supported\" (pending in agora/master)",
-)
 def test_subscribe_streams_framework_events(master_only, io_thread_failures, start_scheduler):
     events = Recorder(io_thread_failures)
     operator = pymesos.MesosOperatorMasterDriver(
@@ -85,19 +80,27 @@ def test_subscribe_streams_framework_events(master_only, io_thread_failures, sta
     operator.start()
     try:
         wait_subscribed = Recorder(io_thread_failures)
-        scheduler = start_scheduler(wait_subscribed, master_only.master_address,
-                                    name="compat-operator-events")
+        scheduler = start_scheduler(
+            wait_subscribed, master_only.master_address, name="compat-operator-events"
+        )
         framework_id = wait_subscribed.wait_for_kind("registered").args[0]["value"]
         added = events.wait_for(
-            lambda evs: [e for e in evs if e.kind == "frameworkAdded"
-                         and e.args[0]["framework_info"]["id"]["value"] == framework_id],
+            lambda evs: [
+                e
+                for e in evs
+                if e.kind == "frameworkAdded"
+                and e.args[0]["framework_info"]["id"]["value"] == framework_id
+            ],
             "FRAMEWORK_ADDED",
         )
         assert added[0].args[0]["framework_info"]["name"] == "compat-operator-events"
         scheduler.stop()
         removed = events.wait_for(
-            lambda evs: [e for e in evs if e.kind == "frameworkRemoved"
-                         and e.args[0]["id"]["value"] == framework_id],
+            lambda evs: [
+                e
+                for e in evs
+                if e.kind == "frameworkRemoved" and e.args[0]["id"]["value"] == framework_id
+            ],
             "FRAMEWORK_REMOVED",
         )
         assert removed

@@ -48,8 +48,12 @@ def test_framework_info_passes_through(master_only, recorder, start_scheduler):
         address,
         name="compat-info",
         use_addict=True,
-        framework={"roles": ["compat"], "capabilities": [{"type": "MULTI_ROLE"}],
-                   "checkpoint": True, "failover_timeout": 7.5},
+        framework={
+            "roles": ["compat"],
+            "capabilities": [{"type": "MULTI_ROLE"}],
+            "checkpoint": True,
+            "failover_timeout": 7.5,
+        },
     )
     framework_id = recorder.wait_for_kind("registered").args[0]
     assert framework_id.value  # addict
@@ -94,8 +98,10 @@ def test_command_task_finishes_with_implicit_acks(cluster, recorder, start_sched
     assert "TASK_RUNNING" in recorder.states("hi")
     # The implicit ACKNOWLEDGE of the terminal update lets the master complete the task.
     wait_until(
-        lambda: any(t["id"] == "hi" and t["state"] == "TASK_FINISHED"
-                    for t in framework_in_state(address, framework_id)[1]["completed_tasks"]),
+        lambda: any(
+            t["id"] == "hi" and t["state"] == "TASK_FINISHED"
+            for t in framework_in_state(address, framework_id)[1]["completed_tasks"]
+        ),
         15,
         "the acknowledged task in completed_tasks",
     )
@@ -140,8 +146,7 @@ def test_reconcile_running_task(cluster, recorder, start_scheduler):
         reconciled = status.get("reason") == "REASON_RECONCILIATION"
         if status["state"] == "TASK_RUNNING" and not reconciled and not steps:
             steps.append("explicit")
-            driver.reconcileTasks([{"task_id": status["task_id"],
-                                    "agent_id": status["agent_id"]}])
+            driver.reconcileTasks([{"task_id": status["task_id"], "agent_id": status["agent_id"]}])
         elif reconciled and steps == ["explicit"]:
             steps.append("implicit")
             driver.reconcileTasks([])
@@ -153,8 +158,11 @@ def test_reconcile_running_task(cluster, recorder, start_scheduler):
     recorder.on_update = on_update
     start_scheduler(recorder, cluster.master_address)
     recorder.wait_for_state("rec", "TASK_KILLED", timeout_s=20)
-    reconciled = [e.args[0] for e in recorder.of_kind("statusUpdate")
-                  if e.args[0].get("reason") == "REASON_RECONCILIATION"]
+    reconciled = [
+        e.args[0]
+        for e in recorder.of_kind("statusUpdate")
+        if e.args[0].get("reason") == "REASON_RECONCILIATION"
+    ]
     assert len(reconciled) >= 2
     for status in reconciled:
         assert status["state"] == "TASK_RUNNING"
@@ -180,16 +188,21 @@ def test_decline_with_filters_then_revive(cluster, recorder, start_scheduler):
     assert declined.wait(10)
     # The only agent is filtered for an hour: no offer may arrive (a short negative wait).
     with pytest.raises(AssertionError, match="timed out"):
-        recorder.wait_for(lambda evs: len([e for e in evs if e.kind == "resourceOffers"]) > 1,
-                          "a second offer", timeout_s=3)
+        recorder.wait_for(
+            lambda evs: len([e for e in evs if e.kind == "resourceOffers"]) > 1,
+            "a second offer",
+            timeout_s=3,
+        )
     # No updates or offers are in flight, so calling from the test thread is safe here.
     driver.reviveOffers()
-    recorder.wait_for(lambda evs: len([e for e in evs if e.kind == "resourceOffers"]) > 1,
-                      "an offer after REVIVE")
+    recorder.wait_for(
+        lambda evs: len([e for e in evs if e.kind == "resourceOffers"]) > 1, "an offer after REVIVE"
+    )
 
 
-def test_failover_keeps_the_framework_for_a_new_driver(master_only, io_thread_failures,
-                                                        start_scheduler):
+def test_failover_keeps_the_framework_for_a_new_driver(
+    master_only, io_thread_failures, start_scheduler
+):
     address = master_only.master_address
     first = Recorder(io_thread_failures)
     driver = start_scheduler(first, address, framework={"failover_timeout": 60})
@@ -202,8 +215,9 @@ def test_failover_keeps_the_framework_for_a_new_driver(master_only, io_thread_fa
         "the framework to be inactive",
     )
     second = Recorder(io_thread_failures)
-    start_scheduler(second, address,
-                    framework={"id": {"value": framework_id}, "failover_timeout": 60})
+    start_scheduler(
+        second, address, framework={"id": {"value": framework_id}, "failover_timeout": 60}
+    )
     master_info = second.wait_for_kind("reregistered").args[0]
     assert master_info["port"] == int(address.split(":")[1])
     where, framework = framework_in_state(address, framework_id)
