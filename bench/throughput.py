@@ -138,8 +138,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def measure(cluster: LocalCluster, tasks: int, command: str, index: int) -> dict[str, Any]:
     before = cluster_cpu(cluster)
+    own = psutil.Process().cpu_times()
     run = asyncio.run(run_workload(cluster.master_address, tasks, command, f"bench{index}"))
     after = cluster_cpu(cluster)
+    own_after = psutil.Process().cpu_times()
+    framework_s = own_after.user + own_after.system - own.user - own.system
     assert run.first_launch is not None
     elapsed = max(run.finished.values()) - run.first_launch
     latencies = [run.finished[t] - run.submitted[t] for t in run.finished]
@@ -150,6 +153,7 @@ def measure(cluster: LocalCluster, tasks: int, command: str, index: int) -> dict
         "latency_s_p99": percentile(latencies, 0.99),
         "master_cpu_ms_per_task": 1000 * (after["master"] - before["master"]) / tasks,
         "agents_cpu_ms_per_task": 1000 * (after["agents"] - before["agents"]) / tasks,
+        "framework_cpu_ms_per_task": 1000 * framework_s / tasks,
         "task_processes_cpu_ms_per_task": 1000 * (after["tasks"] - before["tasks"]) / tasks,
         "failed": len(run.failed),
         "failures": run.failed[:5],
@@ -192,6 +196,7 @@ def main() -> None:
                     f"p99 {result['latency_s_p99'] * 1000:.0f} ms, "
                     f"master {result['master_cpu_ms_per_task']:.2f} ms/task, "
                     f"agents {result['agents_cpu_ms_per_task']:.2f} ms/task, "
+                    f"framework {result['framework_cpu_ms_per_task']:.2f} ms/task, "
                     f"failed {result['failed']}"
                 )
     keys = [k for k in results[0] if k not in ("failures",)]

@@ -4,6 +4,7 @@ executors (reference §3.4 and §4.4), wait statuses, kill grace periods."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,11 @@ class InvalidCommandError(ValueError):
     pass
 
 
+# A command the shell would only split on blanks: no quoting, expansion, globbing,
+# redirection, operators or comments.
+_PLAIN_WORDS = re.compile(r"[A-Za-z0-9_./=:,+@%-]+(?:[ \t]+[A-Za-z0-9_./=:,+@%-]+)*[ \t]*")
+
+
 @dataclass(frozen=True)
 class Argv:
     argv: tuple[str, ...]
@@ -62,6 +68,10 @@ def command_argv(command: object, what: str = "TaskInfo.command") -> Argv:
     if shell is True or shell == "true":
         if not isinstance(value, str):
             raise InvalidCommandError(f"'{what}.value' is required when shell is true")
+        words = value.split()
+        if words and words[0].startswith("/") and _PLAIN_WORDS.fullmatch(value):
+            # What the shell would run anyway, without the shell: one exec, not two.
+            return Argv(tuple(words), words[0])
         return Argv(("/bin/sh", "-c", value), "/bin/sh")
     if not isinstance(value, str) or not value:
         raise InvalidCommandError(f"'{what}.value' must name the program to run")

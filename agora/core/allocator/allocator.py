@@ -419,18 +419,23 @@ class HierarchicalAllocator:
         resources: Resources,
         refuse_seconds: object = 0,
         now: float = 0.0,
+        reoffer: bool = False,
     ) -> None:
         """Offered or allocated resources come back (decline, task end, rescind).
 
         With `refuse_seconds` not 0 (None means the 5 s default), a decline filter is
         installed for the framework on this agent under each role the resources
         were allocated to. Resources of unknown agents or frameworks are ignored.
+        `reoffer` asks for an event-triggered pass over this agent instead of waiting
+        for the next batch (Mesos waits; Agora re-offers what finished tasks free).
         """
         agent = self._agents.get(agent_id)
         fw = self._frameworks.get(framework_id)
         if agent is None or fw is None or not resources:
             return
         self._remove_holding(agent, framework_id, resources)
+        if reoffer:
+            self._candidates[agent_id] = None
         duration = refuse_duration_s(refuse_seconds, self.options.allocation_interval_s)
         if duration is None:
             return

@@ -335,7 +335,12 @@ class MasterCore:
         """A task's latest state became terminal: its resources go back to the allocator."""
         if task.unreachable_time is None:
             self.allocator.recover_resources(
-                task.framework_id, task.agent_id, task.resources, 0, self._now
+                task.framework_id,
+                task.agent_id,
+                task.resources,
+                0,
+                self._now,
+                reoffer=self.options.reoffer_freed_resources,
             )
 
     def complete_task(self, task: Task) -> None:

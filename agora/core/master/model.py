@@ -28,6 +28,9 @@ class MasterOptions:
     max_completed_frameworks: int = 50
     max_completed_tasks_per_framework: int = 1000
     max_unreachable_tasks_per_framework: int = 1000
+    # Offer what a finished task frees at once (an event-triggered pass over its agent)
+    # rather than at the next batch allocation as Mesos does: short tasks keep flowing.
+    reoffer_freed_resources: bool = True
     allocator: AllocatorOptions = field(default_factory=AllocatorOptions)
 
 
