@@ -21,6 +21,7 @@ from agora.agent.views import state_view
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
 from agora.core.agent.model import AgentConfig
+from agora.runtime.gc_tuning import tune_for_service
 from agora.wire.mesos_json import WireError, decode_bytes, id_value, status_from_json
 
 log = logging.getLogger("agora.agent")
@@ -238,6 +239,7 @@ async def serve(
 ) -> AgentConfig:
     """Run an agent until SIGTERM/SIGINT or a master's shutdown order. `config.port` 0
     picks a free port; the config actually used is returned."""
+    tune_for_service()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

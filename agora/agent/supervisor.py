@@ -66,6 +66,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agora.runtime.gc_tuning import tune_for_service
+
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
 
@@ -263,6 +265,7 @@ def _already_running(address: str) -> bool:
 
 
 async def run(work_dir: str) -> int:
+    tune_for_service()
     os.makedirs(work_dir, exist_ok=True)
     address = socket_address(work_dir)
     if _already_running(address):

@@ -21,6 +21,7 @@ from aiohttp import web
 from agora.master import endpoints
 from agora.master.scheduler_api import SERVICE_KEY, agent_socket, scheduler
 from agora.master.service import MasterConfig, MasterService
+from agora.runtime.gc_tuning import tune_for_service
 from agora.wire import agent_channel
 
 log = logging.getLogger("agora.master")
@@ -76,6 +77,7 @@ def write_ready_file(path: str, address: str) -> None:
 
 async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     """Run the master until SIGTERM or SIGINT."""
+    tune_for_service()
     service = MasterService(config)
     runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None)
     await runner.setup()

@@ -1,0 +1,1 @@
+"""Process-level settings shared by Agora's long-running services."""
