@@ -138,6 +138,10 @@ class AgentService:
                     command.framework_id, status_to_json(command.status), command.latest_state
                 )
             )
+        elif isinstance(command, cmd.SendTaskEnded):
+            self._to_master(
+                channel.task_ended(command.framework_id, command.task_id, command.state)
+            )
         elif isinstance(command, cmd.LaunchProcess):
             request: Message = {
                 "op": "launch",

@@ -98,6 +98,7 @@ class Supervisor:
         os.makedirs(meta, exist_ok=True)
         self.journal = open(os.path.join(meta, "journal"), "ab")  # noqa: SIM115
         self.stopping = asyncio.Event()
+        self.known_dirs: set[str] = set()
 
     # ------------------------------------------------------------------ spawning
 
@@ -108,7 +109,7 @@ class Supervisor:
         env = {str(k): str(v) for k, v in request.get("env", {}).items()}
         exe = str(request.get("exe") or argv[0])
         try:
-            os.makedirs(cwd, exist_ok=True)
+            self.make_dirs(cwd)
             if "/" not in exe:
                 found = shutil.which(exe, path=env.get("PATH", os.defpath))
                 if found is None:
@@ -119,19 +120,18 @@ class Supervisor:
                 (os.POSIX_SPAWN_OPEN, 1, os.path.join(cwd, "stdout"), _OUT_FLAGS, 0o644),
                 (os.POSIX_SPAWN_OPEN, 2, os.path.join(cwd, "stderr"), _OUT_FLAGS, 0o644),
             ]
-            os.chdir(cwd)  # posix_spawn has no chdir action; this loop is single-threaded
-            try:
-                pid = os.posix_spawn(
-                    exe,
-                    argv,
-                    env,
-                    file_actions=actions,
-                    setsid=True,
-                    setsigmask=(),
-                    setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD),
-                )
-            finally:
-                os.chdir(self.work_dir)
+            # posix_spawn has no chdir action: the child inherits this single-threaded
+            # loop's cwd, which is left there (everything here uses absolute paths).
+            os.chdir(cwd)
+            pid = os.posix_spawn(
+                exe,
+                argv,
+                env,
+                file_actions=actions,
+                setsid=True,
+                setsigmask=(),
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD),
+            )
         except OSError as error:
             reason = error.strerror or str(error)
             if error.filename is None and isinstance(error, FileNotFoundError):
@@ -140,8 +140,30 @@ class Supervisor:
         proc = Proc(proc_id, pid, cwd)
         self.procs[proc_id] = proc
         self.by_pid[pid] = proc
-        self._journal({"event": "launched", "id": proc_id, "pid": pid, "cwd": cwd})
+        # Flushed with the rest of this batch of requests (one write for all of them).
+        self._journal({"event": "launched", "id": proc_id, "pid": pid, "cwd": cwd}, flush=False)
         return {"op": "launched", "id": proc_id, "pid": pid}
+
+    def make_dirs(self, path: str) -> None:
+        """`os.makedirs(path, exist_ok=True)` minus the stat calls: sandboxes share their
+        upper levels, so known directories are remembered (bounded)."""
+        missing = []
+        head = path
+        while head not in self.known_dirs and head != "/":
+            missing.append(head)
+            head = os.path.dirname(head)
+        try:
+            for directory in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(directory)
+        except FileNotFoundError:  # a remembered directory was removed meanwhile
+            self.known_dirs.clear()
+            os.makedirs(path, exist_ok=True)
+            return
+        if len(self.known_dirs) > 10_000:
+            self.known_dirs.clear()
+        for directory in missing[1:]:  # not the sandbox itself: its parent may be removed
+            self.known_dirs.add(directory)
 
     def signal(self, proc_id: str, number: int) -> None:
         proc = self.procs.get(proc_id)

@@ -335,6 +335,15 @@ def status_update(
     return out
 
 
+def task_ended(framework_id: str, task_id: str, state: TaskState) -> Json:
+    return {
+        "type": "TASK_ENDED",
+        "framework_id": framework_id,
+        "task_id": task_id,
+        "state": state.value,
+    }
+
+
 def executor_exited(framework_id: str, executor_id: str, status: int) -> Json:
     return {
         "type": "EXECUTOR_EXITED",
@@ -423,6 +432,13 @@ def master_event_from_json(
             framework_id=_str(data, "framework_id"),
             status=status_from_json(data.get("status")),
             latest_state=None if latest is None else _state(latest, "latest_state"),
+        )
+    if kind == "TASK_ENDED":
+        return ev.TaskEndedOnAgent(
+            agent_id=agent_id,
+            framework_id=_str(data, "framework_id"),
+            task_id=_str(data, "task_id"),
+            state=_state(data.get("state"), "state"),
         )
     if kind == "EXECUTOR_EXITED":
         status = data.get("status")

@@ -40,6 +40,16 @@ class SendStatusUpdate:
 
 
 @dataclass(frozen=True)
+class SendTaskEnded:
+    """The task is over but its terminal update waits behind unacknowledged ones: tell
+    the master now so it can free the task's resources (the update still follows)."""
+
+    framework_id: str
+    task_id: str
+    state: TaskState
+
+
+@dataclass(frozen=True)
 class SendExecutorExited:
     framework_id: str
     executor_id: str
@@ -131,6 +141,7 @@ AgentCommand = (
     Register
     | Pong
     | SendStatusUpdate
+    | SendTaskEnded
     | SendExecutorExited
     | SendExecutorMessage
     | LaunchProcess

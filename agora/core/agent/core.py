@@ -150,6 +150,8 @@ class AgentCore:
         to_send = stream.push(status, self._now, self.registered)
         if to_send is not None:
             self._send_update(stream, to_send)
+        elif status.state.is_terminal and self.registered:
+            self._emit(cmd.SendTaskEnded(framework_id, status.task_id, status.state))
 
     def _send_update(self, stream: StatusStream, status: TaskStatus) -> None:
         task = self.tasks.get((stream.framework_id, stream.task_id))

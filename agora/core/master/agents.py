@@ -420,6 +420,17 @@ def on_status_update(master: MasterCore, event: ev.StatusUpdateFromAgent, now: f
     master.send_status(framework, status)
 
 
+@handles(ev.TaskEndedOnAgent)
+def on_task_ended(master: MasterCore, event: ev.TaskEndedOnAgent, now: float) -> None:
+    agent = master.agents.get(event.agent_id)
+    framework = master.frameworks.get(event.framework_id)
+    if agent is None or not agent.connected or framework is None or not event.state.is_terminal:
+        return
+    task = framework.tasks.get(event.task_id)
+    if task is not None and task.agent_id == agent.id:
+        master.set_task_state(task, event.state)
+
+
 def _reacknowledge(
     master: MasterCore, framework: Framework, agent: Agent, task_id: str, uuid: bytes
 ) -> None:

@@ -188,6 +188,18 @@ class StatusUpdateFromAgent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskEndedOnAgent:
+    """The agent saw a task end while earlier updates of it are still being delivered:
+    the master records the terminal state (freeing the resources) ahead of the update,
+    as Mesos does when an update carries `latest_state`."""
+
+    agent_id: str
+    framework_id: str
+    task_id: str
+    state: TaskState
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExecutorExited:
     agent_id: str
     framework_id: str
@@ -245,6 +257,7 @@ MasterEvent = (
     | AgentDisconnected
     | AgentPong
     | StatusUpdateFromAgent
+    | TaskEndedOnAgent
     | ExecutorExited
     | ExecutorMessage
     | UpdateQuota
