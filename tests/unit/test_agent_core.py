@@ -97,6 +97,32 @@ def test_latest_state_runs_ahead_of_the_head() -> None:
     assert sent[0].tasks[0].status_update_state is TaskState.STARTING
 
 
+def test_an_end_queued_behind_updates_is_reported_at_once() -> None:
+    core = make_core()
+    out = run_task(core, "t1", {"command": {"value": "/bin/true"}})
+    (launch,) = of(out, cmd.LaunchProcess)
+    assert launch.argv == ("/bin/true",)  # a plain absolute command skips the shell
+    assert of(core.handle(ev.ProcessLaunched(launch.proc_id, 42), 1.0), cmd.SendTaskEnded) == []
+    out = core.handle(ev.ProcessExited(launch.proc_id, 0), 2.0)
+    assert updates(out) == []  # FINISHED still waits behind STARTING and RUNNING
+    (ended,) = of(out, cmd.SendTaskEnded)
+    assert (ended.framework_id, ended.task_id, ended.state) == (FW, "t1", TaskState.FINISHED)
+
+
+def test_an_end_that_is_sent_at_once_needs_no_separate_report() -> None:
+    core = make_core()
+    out = run_task(core, "t1", {"command": {"value": "x"}})
+    (launch,) = of(out, cmd.LaunchProcess)
+    (starting,) = updates(out)
+    core.handle(ev.ProcessLaunched(launch.proc_id, 42), 1.0)
+    (running,) = updates(ack(core, starting))
+    ack(core, running)
+    out = core.handle(ev.ProcessExited(launch.proc_id, 0), 2.0)
+    assert of(out, cmd.SendTaskEnded) == []
+    (finished,) = updates(out)
+    assert finished.state is TaskState.FINISHED
+
+
 def test_retry_doubles_up_to_ten_minutes_and_unexpected_acks_are_ignored() -> None:
     core = make_core()
     (starting,) = updates(run_task(core, "t1", {"command": {"value": "x"}}))

@@ -65,6 +65,61 @@ def test_terminal_latest_state_frees_resources_before_the_ack():
     assert [o.resources for o in freed] == [d.agent_info(agent_id).resources.allocate("*")]
 
 
+def test_task_ended_on_agent_frees_resources_and_reoffers_at_once():
+    d, agent_id, fw = _launched()
+    starting, _ = d.status(fw, agent_id, "t1", TaskState.STARTING)
+    offer = d.offer(fw)
+    d.call(ev.Decline, fw, offer_ids=(offer.id,), refuse_seconds=3600)
+    out = d.do(
+        ev.TaskEndedOnAgent(
+            agent_id=agent_id, framework_id=fw.id, task_id="t1", state=TaskState.FINISHED
+        )
+    )
+    assert not out.updates(fw.id)  # the framework still gets its updates in order
+    task = d.task(fw, "t1")
+    assert task.state is TaskState.FINISHED
+    assert task.status_update_state is TaskState.STARTING
+    # An event-triggered pass is due now, not at the next batch allocation.
+    assert d.core.next_deadline() == d.now
+    freed = d.tick().offers(fw.id)
+    assert [o.resources for o in freed] == [d.agent_info(agent_id).resources.allocate("*")]
+    # The queued updates still arrive; the acknowledged terminal one completes the task.
+    d.ack(fw, agent_id, "t1", starting)
+    finished, out = d.status(fw, agent_id, "t1", TaskState.FINISHED)
+    assert out.update(fw.id, "t1").state is TaskState.FINISHED
+    d.ack(fw, agent_id, "t1", finished)
+    assert "t1" not in d.framework(fw).tasks
+
+
+@pytest.mark.parametrize("state", [TaskState.RUNNING, TaskState.KILLING])
+def test_task_ended_on_agent_ignores_non_terminal_states(state):
+    d, agent_id, fw = _launched()
+    d.do(ev.TaskEndedOnAgent(agent_id=agent_id, framework_id=fw.id, task_id="t1", state=state))
+    assert d.task(fw, "t1").state is TaskState.STAGING
+
+
+def test_task_ended_on_another_agent_is_ignored():
+    d, agent_id, fw = _launched()
+    other, _ = d.register_agent(hostname="h2")
+    d.do(
+        ev.TaskEndedOnAgent(
+            agent_id=other, framework_id=fw.id, task_id="t1", state=TaskState.FAILED
+        )
+    )
+    assert d.task(fw, "t1").state is TaskState.STAGING
+
+
+def test_resources_of_finished_tasks_wait_for_the_batch_when_reoffer_is_off():
+    from agora.core.master.model import MasterOptions
+
+    d = Driver(MasterOptions(reoffer_freed_resources=False))
+    agent_id, _ = d.register_agent()
+    fw = d.subscribe()
+    d.launch_one(fw, "t1", cpus=1, mem=128)
+    d.status(fw, agent_id, "t1", TaskState.FINISHED)
+    assert d.core.next_deadline() != d.now
+
+
 def test_ack_of_the_terminal_update_removes_the_task():
     d, agent_id, fw = _launched()
     running, _ = d.status(fw, agent_id, "t1", TaskState.RUNNING)
