@@ -99,7 +99,7 @@ def test_task_ended_on_agent_ignores_non_terminal_states(state):
 
 
 def test_task_ended_on_another_agent_is_ignored():
-    d, agent_id, fw = _launched()
+    d, _, fw = _launched()
     other, _ = d.register_agent(hostname="h2")
     d.do(
         ev.TaskEndedOnAgent(
