@@ -244,11 +244,14 @@ def test_custom_executor_subscribes_and_updates(tmp_path: Path) -> None:
         assert fw.states("t1") == ["TASK_RUNNING", "TASK_FINISHED"]
         state = get_json(agent, "/state")
         directory = state["frameworks"][0]["executors"][0]["directory"]
-        env = dict(
-            line.split("=", 1)
-            for line in Path(directory, "env.txt").read_text().splitlines()
-            if "=" in line
-        )
+        env_file = Path(directory, "env.txt")
+
+        def written() -> str | None:  # the executor's shell may not have run yet
+            text = env_file.read_text() if env_file.exists() else ""
+            return text if "MESOS_SLAVE_PID" in text else None
+
+        text = wait_for(written, 10.0, "the executor to write env.txt")
+        env = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         assert env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"] == "5secs"
         assert env["MESOS_SLAVE_PID"] == f"slave(1)@{agent}" and env["MESOS_CHECKPOINT"] == "0"
         response.close()
