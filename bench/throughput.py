@@ -146,9 +146,18 @@ def measure(cluster: LocalCluster, tasks: int, command: str, index: int) -> dict
     assert run.first_launch is not None
     elapsed = max(run.finished.values()) - run.first_launch
     latencies = [run.finished[t] - run.submitted[t] for t in run.finished]
+    edges = sorted(
+        [(run.submitted[t], 1) for t in run.finished]
+        + [(run.finished[t], -1) for t in run.finished]
+    )
+    in_flight = peak = 0
+    for _, step in edges:
+        in_flight += step
+        peak = max(peak, in_flight)
     return {
         "tasks_per_s": tasks / elapsed,
         "elapsed_s": elapsed,
+        "peak_in_flight": peak,
         "latency_s_p50": percentile(latencies, 0.50),
         "latency_s_p99": percentile(latencies, 0.99),
         "master_cpu_ms_per_task": 1000 * (after["master"] - before["master"]) / tasks,
@@ -197,7 +206,7 @@ def main() -> None:
                     f"master {result['master_cpu_ms_per_task']:.2f} ms/task, "
                     f"agents {result['agents_cpu_ms_per_task']:.2f} ms/task, "
                     f"framework {result['framework_cpu_ms_per_task']:.2f} ms/task, "
-                    f"failed {result['failed']}"
+                    f"peak in flight {result['peak_in_flight']}, failed {result['failed']}"
                 )
     keys = [k for k in results[0] if k not in ("failures",)]
     summary: dict[str, Any] = {k: statistics.median(r[k] for r in results) for k in keys}
