@@ -27,6 +27,7 @@ from agora.core.agent import events as ev
 from agora.core.agent.core import AgentCore
 from agora.core.agent.model import AgentConfig
 from agora.core.seeded import seeded
+from agora.runtime.outbox import Outbox
 from agora.wire import agent_channel as channel
 from agora.wire.mesos_json import Json, WireError, status_to_json
 from agora.wire.recordio import encode_record
@@ -44,27 +45,8 @@ class ServiceOptions:
     flags: Mapping[str, str] = field(default_factory=dict)
 
 
-class ExecutorStream:
+class ExecutorStream(Outbox):
     """An executor's SUBSCRIBE response: RecordIO records queue here for its handler."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.wake = asyncio.Event()
-        self.closed = False
-
-    def push(self, record: bytes) -> None:
-        self.buffer += record
-        self.wake.set()
-
-    def take(self) -> bytes:
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        self.wake.clear()
-        return data
-
-    def close(self) -> None:
-        self.closed = True
-        self.wake.set()
 
 
 def _json_bytes(value: Any) -> bytes:

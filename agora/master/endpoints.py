@@ -271,7 +271,7 @@ async def _serve_operator_events(
     response.enable_chunked_encoding()
     try:
         await response.prepare(request)
-        while not stream.closing:
+        while not stream.closed:
             await stream.wake.wait()
             data = stream.take()
             if data:

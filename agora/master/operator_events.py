@@ -8,36 +8,19 @@ someone is subscribed).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
 from agora.core.master import commands as cmd
 from agora.core.master.core import MasterCore
 from agora.master import views
+from agora.runtime.outbox import Outbox
 from agora.wire.mesos_json import Json, status_to_json
 from agora.wire.recordio import encode_record
 from agora.wire.scheduler import encode_json
 
 
-class OperatorStream:
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.wake = asyncio.Event()
-        self.closing = False
-
-    def push(self, record: bytes) -> None:
-        self.buffer += record
-        self.wake.set()
-
-    def take(self) -> bytes:
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        self.wake.clear()
-        return data
-
-    def close(self) -> None:
-        self.closing = True
-        self.wake.set()
+class OperatorStream(Outbox):
+    """One operator's SUBSCRIBE response."""
 
 
 def _record(event: Json) -> bytes:

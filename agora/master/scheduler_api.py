@@ -125,7 +125,7 @@ async def _serve_stream(
             data = stream.take()
             if data:
                 await response.write(data)
-            if stream.closing:
+            if stream.closed:
                 await response.write_eof()
                 break
     except (ConnectionError, asyncio.CancelledError):

@@ -27,6 +27,7 @@ from agora.core.master.model import MasterOptions
 from agora.core.seeded import seeded
 from agora.master.operator_events import OperatorEvents
 from agora.master.views import ServiceInfo
+from agora.runtime.outbox import Outbox
 from agora.wire import agent_channel as channel
 from agora.wire.mesos_json import Json, resource_format
 from agora.wire.recordio import encode_record
@@ -38,32 +39,19 @@ ResponseCommand = cmd.Respond | cmd.OpenStream | cmd.RefuseSubscription
 _HEARTBEAT_RECORD = encode_record(encode_json(HEARTBEAT))
 
 
-class FrameworkStream:
-    """A framework's SUBSCRIBE response: records queue here and the handler that owns
-    the HTTP response writes them out."""
+class FrameworkStream(Outbox):
+    """A framework's SUBSCRIBE response. `closed` means the master ended it, so no
+    FrameworkDisconnected follows."""
 
     def __init__(self, framework_id: str, stream_id: str) -> None:
+        super().__init__()
         self.framework_id = framework_id
         self.stream_id = stream_id
-        self.buffer = bytearray()
-        self.wake = asyncio.Event()
-        self.closing = False  # the master ended it: no FrameworkDisconnected needed
-
-    def push(self, record: bytes) -> None:
-        self.buffer += record
-        self.wake.set()
-
-    def take(self) -> bytes:
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        self.wake.clear()
-        return data
 
     def close(self, error: str | None = None) -> None:
         if error is not None:
             self.push(encode_record(encode_json(error_record(error))))
-        self.closing = True
-        self.wake.set()
+        super().close()
 
 
 class AgentLink:
@@ -232,7 +220,7 @@ class MasterService:
         """The framework's connection went away without the master closing it."""
         if self.streams.get(stream.framework_id) is stream:
             del self.streams[stream.framework_id]
-            if not stream.closing:
+            if not stream.closed:
                 self.dispatch(
                     ev.FrameworkDisconnected(
                         framework_id=stream.framework_id, stream_id=stream.stream_id

@@ -105,26 +105,6 @@ def nanoseconds_to_s(value: object, what: str) -> float:
     return number(body.get("nanoseconds"), f"{what}.nanoseconds") / 1e9
 
 
-def duration_text(seconds: float) -> str:
-    """stout Duration text (`5secs`, `15mins`, `250ms`): the largest unit that holds it."""
-    nanos = round(seconds * 1e9)
-    units = (
-        ("weeks", 7 * 86400 * 10**9),
-        ("days", 86400 * 10**9),
-        ("hrs", 3600 * 10**9),
-        ("mins", 60 * 10**9),
-        ("secs", 10**9),
-        ("ms", 10**6),
-        ("us", 10**3),
-    )
-    for name, size in units:
-        if nanos >= size:
-            value = nanos / size
-            text = f"{value:.6g}" if value != int(value) else str(int(value))
-            return f"{text}{name}"
-    return f"{nanos}ns"
-
-
 def ip_as_uint32(ip: str) -> int:
     """MasterInfo.ip: IPv4 in network byte order read as a host (little-endian) int."""
     try:

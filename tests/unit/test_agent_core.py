@@ -8,16 +8,16 @@ from typing import Any
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
 from agora.core.agent.core import AgentCore
-from agora.core.agent.launch import describe_exit, stout_duration
+from agora.core.agent.launch import describe_exit
 from agora.core.agent.model import AgentConfig
 from agora.core.agent.resources import agent_resources, detected_text, usable_mem_mb
 from agora.core.agent.stream import RETRY_MAX_S, StatusStream
+from agora.core.durations import stout_duration
 from agora.core.master import commands as mcmd
 from agora.core.master.info import AgentInfo, FrameworkInfo, TaskStatus
 from agora.core.resource_text import parse_resources
 from agora.core.seeded import seeded
 from agora.core.task_states import Reason, Source, TaskState
-from agora.wire.mesos_json import duration_text
 
 FW = "fw-1"
 
@@ -274,8 +274,8 @@ def test_executor_exit_fails_its_tasks() -> None:
 def test_helpers() -> None:
     assert describe_exit(3 << 8) == "Command exited with status 3"
     assert describe_exit(15) == "Command terminated with signal SIGTERM"
-    for seconds in (5.0, 900.0, 0.25, 2.0, 1209600.0, 1.5):
-        assert stout_duration(seconds) == duration_text(seconds)
+    texts = [stout_duration(s) for s in (5.0, 900.0, 0.25, 2.0, 1209600.0, 1.5, 3e-9)]
+    assert texts == ["5secs", "15mins", "250ms", "2secs", "2weeks", "1.5secs", "3ns"]
     assert usable_mem_mb(8192) == 7168 and usable_mem_mb(1024) == 512
     resources = agent_resources(detected_text(2, 8192, 100 * 1024), "cpus:8;gpus:1")
     assert str(resources) == "cpus:8;gpus:1;mem:7168;disk:97280;ports:[31000-32000]"

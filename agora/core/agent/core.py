@@ -29,10 +29,10 @@ from agora.core.agent.launch import (
     exit_code,
     kill_grace_s,
     sandbox_path,
-    stout_duration,
 )
 from agora.core.agent.model import AgentConfig, Executor, ExecutorKind, ExecutorState, Task
 from agora.core.agent.stream import StatusStream
+from agora.core.durations import stout_duration
 from agora.core.master import commands as mcmd
 from agora.core.master import events as mev
 from agora.core.master.info import FrameworkInfo, TaskStatus

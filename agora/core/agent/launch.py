@@ -125,26 +125,6 @@ def kill_grace_s(task_raw: Json, override: Json | None) -> float:
     return DEFAULT_KILL_GRACE_S
 
 
-def stout_duration(seconds: float) -> str:
-    """stout Duration text (`5secs`, `15mins`, `250ms`): the largest unit that holds it."""
-    nanos = round(seconds * 1e9)
-    units = (
-        ("weeks", 7 * 86400 * 10**9),
-        ("days", 86400 * 10**9),
-        ("hrs", 3600 * 10**9),
-        ("mins", 60 * 10**9),
-        ("secs", 10**9),
-        ("ms", 10**6),
-        ("us", 10**3),
-    )
-    for name, size in units:
-        if nanos >= size:
-            value = nanos / size
-            text = f"{value:.6g}" if value != int(value) else str(int(value))
-            return f"{text}{name}"
-    return f"{nanos}ns"
-
-
 def signal_name(number: int) -> str:
     return _SIGNAL_NAMES.get(number, f"signal {number}")
 
