@@ -20,6 +20,7 @@ from typing import Any
 
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
+from agora.core.agent.executor_api import agent_info_json, subscribed_event, update_problem
 from agora.core.agent.launch import (
     InvalidCommandError,
     command_argv,
@@ -729,15 +730,8 @@ class AgentCore:
         run.subscribed = True
         run.registration_deadline = None
         framework = self.frameworks[run.framework_id]
-        framework_raw = dict(framework.raw)
-        framework_raw["id"] = {"value": run.framework_id}
-        subscribed: Json = {
-            "executor_info": dict(run.raw),
-            "framework_info": framework_raw,
-            "agent_info": self._agent_info_json(),
-            "container_id": {"value": run.container_id},
-        }
-        self._to_executor(run, {"type": "SUBSCRIBED", "subscribed": subscribed})
+        agent_info = agent_info_json(self.config.info, self.agent_id, self.total)
+        self._to_executor(run, subscribed_event(run, framework, agent_info))
         if run.state is ExecutorState.TERMINATING:
             self._to_executor(run, {"type": "SHUTDOWN"})
             return
@@ -748,15 +742,6 @@ class AgentCore:
             if not task.delivered and not task.state.is_terminal:
                 self._deliver(run, task)
 
-    def _agent_info_json(self) -> Json:
-        info = self.config.info
-        return {
-            "id": {"value": self.agent_id or ""},
-            "hostname": info.hostname,
-            "port": info.port,
-            "resources": resources_to_json(self.total),
-        }
-
     def _on_executor_update(self, event: ev.ExecutorUpdate) -> None:
         run = self._custom_run(event.request_id, event.framework_id, event.executor_id)
         if run is None:
@@ -765,15 +750,7 @@ class AgentCore:
             self._emit(cmd.Reply(event.request_id, 403, "Executor is not subscribed"))
             return
         status = event.status
-        problem = None
-        if status.uuid is None or len(status.uuid) != 16:
-            problem = "'status.uuid' must be a 16-byte UUID"
-        elif status.executor_id is not None and status.executor_id != run.executor_id:
-            problem = "'status.executor_id' does not match the call's executor_id"
-        elif status.source is not None and status.source is not Source.EXECUTOR:
-            problem = "'status.source' must be SOURCE_EXECUTOR"
-        elif status.state is TaskState.STAGING:
-            problem = "'status.state' must not be TASK_STAGING"
+        problem = update_problem(status, run.executor_id)
         if problem is not None:
             self._emit(cmd.Reply(event.request_id, 400, problem))
             return
