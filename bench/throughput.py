@@ -50,6 +50,7 @@ class Run:
     finished: dict[str, float] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     first_launch: float | None = None
+    accepts: int = 0
 
 
 async def run_workload(master: str, tasks: int, command: str, name: str) -> Run:
@@ -81,6 +82,7 @@ async def run_workload(master: str, tasks: int, command: str, name: str) -> Run:
             next_index += count
             if run.first_launch is None:
                 run.first_launch = now
+            run.accepts += 1
             await driver.launch([offer_id], infos)
             if next_index >= tasks:
                 await driver.suppress()
@@ -158,6 +160,7 @@ def measure(cluster: LocalCluster, tasks: int, command: str, index: int) -> dict
         "tasks_per_s": tasks / elapsed,
         "elapsed_s": elapsed,
         "peak_in_flight": peak,
+        "tasks_per_accept": tasks / max(1, run.accepts),
         "latency_s_p50": percentile(latencies, 0.50),
         "latency_s_p99": percentile(latencies, 0.99),
         "master_cpu_ms_per_task": 1000 * (after["master"] - before["master"]) / tasks,
@@ -182,6 +185,9 @@ def main() -> None:
         help="each agent's resources (default: the host split in two; "
         "with --sleep, enough for every task at once)",
     )
+    parser.add_argument(
+        "--master-arg", action="append", default=[], help="extra `agora master` flag"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tasks = args.tasks or (200 if args.sleep else 2000)
@@ -194,7 +200,7 @@ def main() -> None:
         else:
             resources = split_host_resources(2, Path(tempfile.gettempdir()))[0]
     results = []
-    with LocalCluster(agents=2, agent_resources=resources) as cluster:
+    with LocalCluster(agents=2, agent_resources=resources, master_args=args.master_arg) as cluster:
         for index in range(args.repeat):
             result = measure(cluster, tasks, command, index)
             results.append(result)
@@ -206,7 +212,8 @@ def main() -> None:
                     f"master {result['master_cpu_ms_per_task']:.2f} ms/task, "
                     f"agents {result['agents_cpu_ms_per_task']:.2f} ms/task, "
                     f"framework {result['framework_cpu_ms_per_task']:.2f} ms/task, "
-                    f"peak in flight {result['peak_in_flight']}, failed {result['failed']}"
+                    f"peak in flight {result['peak_in_flight']}, "
+                    f"{result['tasks_per_accept']:.1f} tasks/accept, failed {result['failed']}"
                 )
     keys = [k for k in results[0] if k not in ("failures",)]
     summary: dict[str, Any] = {k: statistics.median(r[k] for r in results) for k in keys}
