@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +102,8 @@ class Framework:
     executors: dict[str, dict[str, Executor]] = field(default_factory=dict)
     # Update uuids the framework acknowledged (bounded): a late duplicate of one of them
     # must not reach the framework again, or it would see its task go back in time.
-    acked_uuids: dict[bytes, None] = field(default_factory=dict)
+    # (OrderedDict: dropping the oldest is O(1); a dict's `next(iter())` walks deleted slots)
+    acked_uuids: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
 
     @property
     def partition_aware(self) -> bool:
@@ -111,7 +112,7 @@ class Framework:
     def remember_ack(self, uuid: bytes) -> None:
         self.acked_uuids[uuid] = None
         if len(self.acked_uuids) > MAX_REMEMBERED_ACKS:
-            del self.acked_uuids[next(iter(self.acked_uuids))]
+            self.acked_uuids.popitem(last=False)
 
     def executor(self, agent_id: str, executor_id: str) -> Executor | None:
         return self.executors.get(agent_id, {}).get(executor_id)
