@@ -105,7 +105,6 @@ def local(
             raise click.ClickException(str(error)) from None
         master = cluster.master_address
         console.print(f"[bold green]master[/]   {master}")
-        console.print(f"  web UI         http://{master}/")
         console.print(f"  scheduler API  http://{master}/api/v1/scheduler")
         console.print(f"  operator API   http://{master}/api/v1")
         console.print(f"  state          http://{master}/master/state")
