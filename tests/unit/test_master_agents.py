@@ -239,6 +239,22 @@ def test_unreachable_agent_tasks_and_offers(partition_aware, expected):
 # --------------------------------------------------------- return of the agent
 
 
+@pytest.mark.parametrize(
+    ("partition_aware", "expected"), [(True, TaskState.DROPPED), (False, TaskState.LOST)]
+)
+def test_a_never_started_task_missing_from_a_returning_agent_was_dropped(
+    partition_aware, expected
+):
+    d = Driver(FAST_PINGS)
+    agent_id, _ = d.register_agent()
+    fw = d.subscribe(caps=["PARTITION_AWARE"] if partition_aware else [])
+    d.accept(fw, d.offer(fw), launch(task_info("t1", agent_id, cpus=1, mem=128)))
+    _go_silent(d, agent_id)  # the launch never reached the agent; no update ever came
+    _, out = _reregister(d, agent_id)
+    dropped = out.update(fw.id, "t1")
+    assert (dropped.state, dropped.reason) == (expected, Reason.TASK_UNKNOWN)
+
+
 @pytest.mark.parametrize("partition_aware", [True, False])
 def test_unreachable_agent_comes_back_with_its_tasks(partition_aware):
     d, agent_id, _, fw = _with_task(partition_aware, options=FAST_PINGS, task_ids=("t1", "t2"))

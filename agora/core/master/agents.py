@@ -186,7 +186,12 @@ def _forget_unreported(master: MasterCore, agent_id: str) -> None:
     agent is authoritative once it re-registers."""
     for framework in list(master.frameworks.values()):
         for task in [t for t in framework.unreachable_tasks.values() if t.agent_id == agent_id]:
-            state = TaskState.GONE if framework.partition_aware else TaskState.LOST
+            # Like a missing task of a reconnecting agent: one that never reported any
+            # update was never launched there (DROPPED), else it is GONE.
+            never_started = task.status_update_state is None
+            state = TaskState.DROPPED if never_started else TaskState.GONE
+            if not framework.partition_aware:
+                state = TaskState.LOST
             master.terminate_task(
                 task,
                 state,
