@@ -242,9 +242,7 @@ def test_unreachable_agent_tasks_and_offers(partition_aware, expected):
 @pytest.mark.parametrize(
     ("partition_aware", "expected"), [(True, TaskState.DROPPED), (False, TaskState.LOST)]
 )
-def test_a_never_started_task_missing_from_a_returning_agent_was_dropped(
-    partition_aware, expected
-):
+def test_a_never_started_task_missing_from_a_returning_agent_was_dropped(partition_aware, expected):
     d = Driver(FAST_PINGS)
     agent_id, _ = d.register_agent()
     fw = d.subscribe(caps=["PARTITION_AWARE"] if partition_aware else [])
