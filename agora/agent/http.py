@@ -37,6 +37,8 @@ def _json(data: Any, request: web.Request) -> web.Response:
     body = json.dumps(data, separators=(",", ":"))
     callback = request.query.get("jsonp")
     if callback:
+        if not callback.replace("_", "").replace(".", "").isalnum():
+            return web.Response(status=400, text="'jsonp' must be a plain function name")
         return web.Response(text=f"{callback}({body});", content_type="text/javascript")
     return web.Response(text=body, content_type="application/json")
 

@@ -117,7 +117,7 @@ def test_hundreds_of_malformed_requests_leave_the_agent_serving(tmp_path: Path) 
                 path = gets[i % len(gets)]
                 status, _, data = request(agent, "GET", path)
                 assert status in (200, 400, 403, 404), (path, status, data)
-                if "passwd" in path or "../" in path or "path=/&" in path:
+                if "passwd" in path or "../" in path or "path=/&" in path or "a(b)" in path:
                     assert status in (400, 403, 404), (path, status, data)
             else:
                 body = bodies[i % len(bodies)]
