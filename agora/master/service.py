@@ -260,8 +260,9 @@ class MasterService:
         try:
             self.dispatch(ev.Tick())
         except Exception:  # a bug must not stop the clock of the whole master
-            log.exception("the master core failed on a timer tick")
-            self._arm_timer()
+            log.exception("the master core failed on a timer tick; retrying in 1 s")
+            self._timer_at = None
+            self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
 
     async def _send_heartbeats(self) -> None:
         interval = self.master.options.heartbeat_interval_s
