@@ -16,12 +16,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import psutil  # type: ignore[import-untyped]
 
@@ -37,6 +41,7 @@ from agora.client import (
 )
 from agora.client.types import Event
 from agora.testing.cluster import MARKER_VARIABLE, LocalCluster
+from bench.slurm_peer import measure as measure_slurm
 
 TASK_CPUS = 0.1
 TASK_MEM = 32.0
@@ -188,6 +193,13 @@ def main() -> None:
     parser.add_argument(
         "--master-arg", action="append", default=[], help="extra `agora master` flag"
     )
+    parser.add_argument(
+        "--peer",
+        choices=["slurm"],
+        default=None,
+        help="also run tuned Slurm side by side (bench/slurm_peer.py) and print the ratio",
+    )
+    parser.add_argument("--peer-jobs", type=int, default=500, help="jobs per Slurm run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tasks = args.tasks or (200 if args.sleep else 2000)
@@ -224,6 +236,15 @@ def main() -> None:
         agent_resources=resources,
         failures=[f for r in results for f in r["failures"]][:5],
     )
+    if args.peer == "slurm":
+        peer = measure_slurm(args.peer_jobs, args.repeat)
+        summary.update(peer)
+        summary["ratio_vs_slurm"] = summary["tasks_per_s"] / peer["slurm_jobs_per_s"]
+        if not args.json:
+            print(
+                f"tuned Slurm side by side: {peer['slurm_jobs_per_s']:.1f} jobs/s "
+                f"({args.peer_jobs} x true) -> Agora {summary['ratio_vs_slurm']:.1f}x"
+            )
     if args.json:
         print(json.dumps(summary))
     else:
