@@ -22,6 +22,7 @@ from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
 from agora.core.agent.model import AgentConfig
 from agora.runtime.gc_tuning import tune_for_service
+from agora.runtime.http import check_post_json, json_response
 from agora.wire.mesos_json import WireError, decode_bytes, id_value, status_from_json
 
 log = logging.getLogger("agora.agent")
@@ -31,16 +32,6 @@ SERVICE_KEY = web.AppKey("service", AgentService)
 
 def _service(request: web.Request) -> AgentService:
     return request.app[SERVICE_KEY]
-
-
-def _json(data: Any, request: web.Request) -> web.Response:
-    body = json.dumps(data, separators=(",", ":"))
-    callback = request.query.get("jsonp")
-    if callback:
-        if not callback.replace("_", "").replace(".", "").isalnum():
-            return web.Response(status=400, text="'jsonp' must be a plain function name")
-        return web.Response(text=f"{callback}({body});", content_type="text/javascript")
-    return web.Response(text=body, content_type="application/json")
 
 
 # ------------------------------------------------------------------ executor API
@@ -54,12 +45,9 @@ def _reply(commands: list[cmd.AgentCommand], request_id: str) -> web.Response | 
 
 
 async def executor_api(request: web.Request) -> web.StreamResponse:
-    if request.method != "POST":
-        return web.Response(status=405, headers={"Allow": "POST"}, text="Expecting 'POST'")
-    if "Content-Type" not in request.headers:
-        return web.Response(status=400, text="Expecting 'Content-Type' to be present")
-    if request.content_type != "application/json":
-        return web.Response(status=415, text="Expecting 'Content-Type' of application/json")
+    refusal = check_post_json(request)
+    if refusal is not None:
+        return refusal
     try:
         call = json.loads(await request.read())
     except ValueError as error:
@@ -130,13 +118,7 @@ async def _subscribe(
     response.enable_chunked_encoding()
     await response.prepare(request)
     try:
-        while True:
-            await stream.wake.wait()
-            data = stream.take()
-            if data:
-                await response.write(data)
-            if stream.closed:
-                break
+        await stream.drain_into(response)
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
@@ -151,7 +133,7 @@ async def _subscribe(
 
 
 async def state(request: web.Request) -> web.Response:
-    return _json(state_view(_service(request)), request)
+    return json_response(request, state_view(_service(request)))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -160,14 +142,14 @@ async def health(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     config = _service(request).config
-    return _json(
-        {"version": config.version, "build_date": "", "build_time": 0, "build_user": "agora"},
+    return json_response(
         request,
+        {"version": config.version, "build_date": "", "build_time": 0, "build_user": "agora"},
     )
 
 
 async def flags(request: web.Request) -> web.Response:
-    return _json({"flags": dict(_service(request).options.flags)}, request)
+    return json_response(request, {"flags": dict(_service(request).options.flags)})
 
 
 def _runs(service: AgentService) -> list[Any]:
@@ -184,7 +166,7 @@ async def files_browse(request: web.Request) -> web.Response:
         target = _resolve(request)
     except files.FilesError as error:
         return files.error_response(error)
-    return _json(files.browse(target, request.query["path"]), request)
+    return json_response(request, files.browse(target, request.query["path"]))
 
 
 async def files_read(request: web.Request) -> web.Response:
@@ -193,7 +175,7 @@ async def files_read(request: web.Request) -> web.Response:
         offset = int(request.query.get("offset", "0"))
         length_text = request.query.get("length")
         length = int(length_text) if length_text is not None else None
-        return _json(files.read(target, offset, length), request)
+        return json_response(request, files.read(target, offset, length))
     except files.FilesError as error:
         return files.error_response(error)
     except ValueError:

@@ -12,31 +12,11 @@ from aiohttp import web
 from agora.core.master import events as ev
 from agora.core.master.model import Framework
 from agora.master import views
-from agora.master.scheduler_api import (
-    JSON,
-    bad_request,
-    check_post_json,
-    read_json_object,
-    service_of,
-)
+from agora.master.scheduler_api import bad_request, read_json_object, service_of
 from agora.master.service import MasterService
+from agora.runtime.http import JSON, check_post_json, json_response
 from agora.wire.mesos_json import Json, WireError
 from agora.wire.scheduler import encode_json
-
-
-def json_response(request: web.Request, data: Any, status: int = 200) -> web.Response:
-    """JSON, or JSONP when `?jsonp=callback` is given (the Mesos web UI uses it)."""
-    callback = request.query.get("jsonp")
-    body = encode_json(data)
-    if callback:
-        if not callback.replace("_", "").replace(".", "").isalnum():
-            return bad_request("'jsonp' must be a plain function name")
-        return web.Response(
-            status=status,
-            body=callback.encode() + b"(" + body + b");",
-            content_type="text/javascript",
-        )
-    return web.Response(status=status, body=body, content_type=JSON)
 
 
 async def version(request: web.Request) -> web.Response:
@@ -271,11 +251,7 @@ async def _serve_operator_events(
     response.enable_chunked_encoding()
     try:
         await response.prepare(request)
-        while not stream.closed:
-            await stream.wake.wait()
-            data = stream.take()
-            if data:
-                await response.write(data)
+        await stream.drain_into(response)
         await response.write_eof()
     finally:
         events.unsubscribe(stream)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from agora.core.master import commands as cmd
+from agora.core.master import events as ev
 from agora.core.master.core import MasterCore
 from agora.master import views
 from agora.runtime.outbox import Outbox
@@ -56,8 +57,24 @@ class OperatorEvents:
     def heartbeat(self) -> None:
         self._broadcast([{"type": "HEARTBEAT"}])
 
+    # Only these inputs add or remove frameworks and agents: status updates and
+    # acknowledgements (the hot path) skip the comparison.
+    MEMBERSHIP_EVENTS = (
+        ev.Subscribe,
+        ev.Teardown,
+        ev.FrameworkDisconnected,
+        ev.RegisterAgent,
+        ev.ReregisterAgent,
+        ev.AgentDisconnected,
+        ev.Tick,
+    )
+
     def observe(
-        self, core: MasterCore, commands: Iterable[cmd.Command], ips: dict[str, str]
+        self,
+        core: MasterCore,
+        event: ev.MasterEvent,
+        commands: Iterable[cmd.Command],
+        ips: dict[str, str],
     ) -> None:
         events: list[Json] = []
         for command in commands:
@@ -84,7 +101,8 @@ class OperatorEvents:
                             kind: {"framework": views.framework_v1(framework, core)},
                         }
                     )
-        events.extend(self._membership(core, ips))
+        if isinstance(event, self.MEMBERSHIP_EVENTS):
+            events.extend(self._membership(core, ips))
         self._broadcast(events)
 
     def _task_added(

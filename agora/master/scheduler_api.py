@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.master.service import AgentLink, FrameworkStream, MasterService
+from agora.runtime.http import JSON, check_post_json
 from agora.wire import agent_channel as channel
 from agora.wire.mesos_json import WireError
 from agora.wire.recordio import encode_record
@@ -25,7 +26,6 @@ from agora.wire.scheduler import decode_json, encode_json, error_record, parse_c
 log = logging.getLogger("agora.master")
 
 STREAM_HEADER = "Mesos-Stream-Id"
-JSON = "application/json"
 SERVICE_KEY = web.AppKey("service", MasterService)
 
 
@@ -35,25 +35,6 @@ def service_of(request: web.Request) -> MasterService:
 
 def bad_request(message: str) -> web.Response:
     return web.Response(status=400, text=message)
-
-
-def check_post_json(request: web.Request) -> web.Response | None:
-    """The request-level checks every v1 endpoint shares."""
-    if request.method != "POST":
-        return web.Response(status=405, headers={"Allow": "POST"}, text="Expecting 'POST'")
-    content_type = request.headers.get("Content-Type")
-    if not content_type:
-        return bad_request("Expecting 'Content-Type' to be present")
-    if content_type.split(";")[0].strip().lower() != JSON:
-        return web.Response(
-            status=415, text=f"Content-Type {content_type!r} is not supported; use {JSON}"
-        )
-    accept = request.headers.get("Accept")
-    if accept and not any(
-        part.split(";")[0].strip() in (JSON, "*/*", "application/*") for part in accept.split(",")
-    ):
-        return web.Response(status=406, text=f"Accept {accept!r} allows no {JSON} response")
-    return None
 
 
 async def read_json_object(request: web.Request) -> Mapping[str, Any]:
@@ -120,14 +101,8 @@ async def _serve_stream(
     response = _stream_response(stream.stream_id)
     try:
         await response.prepare(request)
-        while True:
-            await stream.wake.wait()
-            data = stream.take()
-            if data:
-                await response.write(data)
-            if stream.closed:
-                await response.write_eof()
-                break
+        await stream.drain_into(response)
+        await response.write_eof()
     except (ConnectionError, asyncio.CancelledError):
         service.stream_ended(stream)
         raise

@@ -169,7 +169,7 @@ class MasterService:
             else:
                 self._carry_out(command)
         if self.operator_events.subscribers:
-            self.operator_events.observe(self.master, commands, self.agent_ips)
+            self.operator_events.observe(self.master, event, commands, self.agent_ips)
         self._arm_timer()
         return answers
 

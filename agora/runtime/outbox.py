@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp import web
+
 
 class Outbox:
     def __init__(self) -> None:
@@ -26,3 +28,13 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self.wake.set()
+
+    async def drain_into(self, response: web.StreamResponse) -> None:
+        """Write what is queued as it comes, until this side closes the outbox."""
+        while True:
+            await self.wake.wait()
+            data = self.take()
+            if data:
+                await response.write(data)
+            if self.closed:
+                return

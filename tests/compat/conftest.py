@@ -27,12 +27,6 @@ from tests.compat.harness import IoThreadFailures, Recorder
 AGENT_RESOURCES = "cpus:4;mem:2048;disk:4096;ports:[31000-31999]"
 
 
-def agent_command_available() -> bool:
-    from agora.cli.main import cli
-
-    return "agent" in getattr(cli, "commands", {})
-
-
 @pytest.fixture(scope="session")
 def master_only() -> Iterator[LocalCluster]:
     """A master with no agents (registration, teardown, operator API)."""
@@ -43,8 +37,6 @@ def master_only() -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
     """A master and one agent; every test uses its own framework and tears it down."""
-    if not agent_command_available():
-        pytest.skip("`agora agent` does not exist yet")
     with LocalCluster(agents=1, agent_resources=AGENT_RESOURCES) as local:
         yield local
 

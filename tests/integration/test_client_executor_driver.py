@@ -107,7 +107,13 @@ def test_tasks_on_a_custom_executor_finish_and_messages_round_trip(cluster: Loca
 
         driver.on("OFFERS", offers)
         driver.on("UPDATE", update)
-        driver.on("MESSAGE", lambda e: replies.append(base64.b64decode(e.data["data"])))
+        replied = asyncio.Event()
+
+        def on_message(event: Event) -> None:
+            replies.append(base64.b64decode(event.data["data"]))
+            replied.set()
+
+        driver.on("MESSAGE", on_message)
         try:
             await driver.wait_subscribed(30.0)
             await asyncio.wait_for(all_done.wait(), 90.0)
@@ -116,9 +122,7 @@ def test_tasks_on_a_custom_executor_finish_and_messages_round_trip(cluster: Loca
                 assert seen[-1] == "TASK_FINISHED", (task_id, seen)
                 assert "TASK_RUNNING" in seen
             await driver.message(agent_of_executor[0], "echo", b"ping")
-            async with asyncio.timeout(30.0):
-                while not replies:
-                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(replied.wait(), 30.0)
             assert replies == [b"echo:ping"]
         finally:
             await driver.stop(teardown=True)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from agora.client import Executor, ExecutorDriver, ExecutorEnvironment, ExecutorError
 from agora.wire.recordio import encode_record
+from tests.async_wait import until
 
 
 def record(value: dict[str, Any]) -> bytes:
@@ -32,6 +33,7 @@ class FakeAgent:
         self.address = ""
         self._runner: web.AppRunner | None = None
         self.close_first_stream = asyncio.Event()
+        self.stopped = asyncio.Event()  # open streams stay open until stop()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -53,7 +55,7 @@ class FakeAgent:
             await response.write(record({"type": "LAUNCH", "launch": {"task": TASK}}))
             await self.close_first_stream.wait()
             return response
-        await asyncio.sleep(3600)
+        await self.stopped.wait()
         return response
 
     async def send(self, n: int, event: dict[str, Any]) -> None:
@@ -70,14 +72,9 @@ class FakeAgent:
         return self
 
     async def stop(self) -> None:
+        self.stopped.set()
         assert self._runner is not None
         await self._runner.cleanup()
-
-
-async def until(predicate: Any, timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def test_environment_is_read_like_mesos_sets_it() -> None:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from agora.client import Backoff, CallError, FrameworkInfo, SchedulerDriver, SchedulerError
 from agora.wire.recordio import encode_record
+from tests.async_wait import until
 
 UUID_B64 = "AAECAwQFBgcICQoLDA0ODw=="
 
@@ -46,6 +47,7 @@ class FakeMaster:
         self.call_status = 202
         self.address = ""
         self._runner: web.AppRunner | None = None
+        self.stopped = asyncio.Event()  # open streams stay open until stop()
         self.streams: list[web.StreamResponse] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -69,7 +71,7 @@ class FakeMaster:
             await response.write(record(event))
         if keep_open:
             self.streams.append(response)
-            await asyncio.sleep(3600)
+            await self.stopped.wait()
         return response
 
     async def start(self) -> FakeMaster:
@@ -84,14 +86,9 @@ class FakeMaster:
         return self
 
     async def stop(self) -> None:
+        self.stopped.set()
         assert self._runner is not None
         await self._runner.cleanup()
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def run(test: Callable[[FakeMaster], Awaitable[None]]) -> None:

@@ -186,18 +186,21 @@ def _forget_unreported(master: MasterCore, agent_id: str) -> None:
     agent is authoritative once it re-registers."""
     for framework in list(master.frameworks.values()):
         for task in [t for t in framework.unreachable_tasks.values() if t.agent_id == agent_id]:
-            # Like a missing task of a reconnecting agent: one that never reported any
-            # update was never launched there (DROPPED), else it is GONE.
             never_started = task.status_update_state is None
-            state = TaskState.DROPPED if never_started else TaskState.GONE
-            if not framework.partition_aware:
-                state = TaskState.LOST
             master.terminate_task(
                 task,
-                state,
+                _missing_task_state(framework, never_started),
                 Reason.TASK_UNKNOWN,
                 "Task is unknown to the agent after it re-registered",
             )
+
+
+def _missing_task_state(framework: Framework | None, never_started: bool) -> TaskState:
+    """A task an agent no longer has after coming back: never launched there (DROPPED)
+    or gone with it (GONE); TASK_LOST for frameworks that are not PARTITION_AWARE."""
+    if framework is not None and not framework.partition_aware:
+        return TaskState.LOST
+    return TaskState.DROPPED if never_started else TaskState.GONE
 
 
 def _send_pending_kills(master: MasterCore, agent: Agent) -> None:
@@ -230,12 +233,10 @@ def _reconnect_known(
         report = reported.pop((task.framework_id, task.task_id), None)
         if report is None and not task.state.is_terminal:
             framework = master.frameworks.get(task.framework_id)
-            lost = TaskState.DROPPED if task.state is TaskState.STAGING else TaskState.GONE
-            if framework is not None and not framework.partition_aware:
-                lost = TaskState.LOST
+            never_started = task.state is TaskState.STAGING
             master.terminate_task(
                 task,
-                lost,
+                _missing_task_state(framework, never_started),
                 Reason.TASK_UNKNOWN,
                 "Task is unknown to the agent after it re-registered",
             )
