@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from agora.agent.containerizer.containerizer import Containerizer
+from agora.agent.containerizer.options import ContainerizerOptions
 from agora.agent.supervisor_client import Message, SupervisorClient
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
@@ -43,6 +45,7 @@ class ServiceOptions:
     master: str  # host:port
     cleanup_on_exit: bool = True
     flags: Mapping[str, str] = field(default_factory=dict)
+    containerizer: ContainerizerOptions | None = None  # None: no isolators
 
 
 class ExecutorStream(Outbox):
@@ -61,6 +64,12 @@ class AgentService:
         self.options = options
         self.core = AgentCore(config, seeded(int.from_bytes(os.urandom(8), "big")))
         self.supervisor = SupervisorClient(config.work_dir, self._on_supervisor)
+        self.containerizer = Containerizer(
+            options.containerizer or ContainerizerOptions(config.work_dir, isolation=()),
+            self.supervisor,
+            on_limited=lambda cid, limitation: self.dispatch(ev.ContainerLimited(cid, limitation)),
+            on_failed=lambda proc_id, error: self.dispatch(ev.ProcessLaunchFailed(proc_id, error)),
+        )
         self.start_time = time.time()
         self.streams: dict[tuple[str, str], ExecutorStream] = {}
         self.opened: dict[str, ExecutorStream] = {}
@@ -80,6 +89,7 @@ class AgentService:
     async def start(self) -> None:
         await self.supervisor.connect()
         self.supervisor.send({"op": "list"})
+        self.containerizer.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._master_loop()))
 
@@ -94,6 +104,7 @@ class AgentService:
             stream.close()
         if self._timer is not None:
             self._timer.cancel()
+        await self.containerizer.stop()
         if self.options.cleanup_on_exit:
             await self.supervisor.shutdown(kill=True)
         else:
@@ -125,16 +136,13 @@ class AgentService:
                 channel.task_ended(command.framework_id, command.task_id, command.state)
             )
         elif isinstance(command, cmd.LaunchProcess):
-            request: Message = {
-                "op": "launch",
-                "id": command.proc_id,
-                "argv": list(command.argv),
-                "env": dict(command.env),
-                "cwd": command.sandbox,
-            }
-            if command.executable is not None:
-                request["exe"] = command.executable
-            self.supervisor.send(request)
+            self.containerizer.launch(command)
+        elif isinstance(command, cmd.UpdateContainer):
+            self.containerizer.update(command.container_id, command.resources)
+        elif isinstance(command, cmd.KillContainer):
+            self.containerizer.kill(command.container_id)
+        elif isinstance(command, cmd.DestroyContainer):
+            self.containerizer.destroy(command.container_id)
         elif isinstance(command, cmd.ForgetProcess):
             self.supervisor.send({"op": "forget", "id": command.proc_id})
         elif isinstance(command, cmd.SignalProcess):
@@ -217,10 +225,16 @@ class AgentService:
             op = message.get("op")
             proc_id = str(message.get("id"))
             if op == "launched":
+                self.containerizer.launched(proc_id, int(message["pid"]))
                 self.dispatch(ev.ProcessLaunched(proc_id, int(message["pid"])))
             elif op == "exited":
+                container_id = self.containerizer.proc_container.get(proc_id)
+                limitation = self.containerizer.exited(proc_id)
+                if limitation is not None and container_id is not None:
+                    self.dispatch(ev.ContainerLimited(container_id, limitation))
                 self.dispatch(ev.ProcessExited(proc_id, int(message["status"])))
             elif op == "failed":
+                self.containerizer.launch_failed(proc_id)
                 self.dispatch(ev.ProcessLaunchFailed(proc_id, str(message.get("error", ""))))
             elif op == "procs":
                 self._on_leftover_procs(message.get("procs", []))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import shutil
 
 import click
 
+from agora.agent.containerizer.containerizer import UnknownIsolatorError, isolator_names
+from agora.agent.containerizer.options import ContainerizerOptions, default_isolation
 from agora.agent.http import serve
 from agora.agent.service import ServiceOptions
 from agora.core.agent.model import AgentConfig
@@ -44,7 +47,34 @@ def detect_resources(work_dir: str, override: str | None) -> str:
 @click.option("--work-dir", default=None, help="Default: /tmp/agora/agent-<port>.")
 @click.option("--resources", default=None, help="Mesos text form, e.g. 'cpus:2;mem:1024'.")
 @click.option("--attributes", default=None, help="Mesos text form, e.g. 'rack:r1;zone:a'.")
-@click.option("--isolation", default="posix/cpu,posix/mem", show_default=True)
+@click.option(
+    "--isolation",
+    default="auto",
+    show_default=True,
+    help="Comma-separated isolators; auto: cgroups/cpu,cgroups/mem,cgroups/pids,disk/du,"
+    "filesystem/linux where cgroups are usable, else posix/cpu,posix/mem,disk/du.",
+)
+@click.option("--cgroups-hierarchy", default="/sys/fs/cgroup", show_default=True)
+@click.option("--cgroups-root", default="agora", show_default=True)
+@click.option("--cgroups-enable-cfs", is_flag=True, help="Hard-cap CPU with CFS quotas.")
+@click.option("--cgroups-limit-swap", is_flag=True, help="Limit memory+swap, not only memory.")
+@click.option("--enforce-container-disk-quota", is_flag=True, help="disk/du kills over-quota.")
+@click.option("--container-disk-watch-interval-s", default=15.0, show_default=True, type=float)
+@click.option("--sandbox-directory", default="/mnt/mesos/sandbox", show_default=True)
+@click.option("--docker-registry", default=None, help="Directory of `docker save` tarballs.")
+@click.option("--docker-store-dir", default=None, help="Default: <work-dir>/store/docker.")
+@click.option("--image-provisioner-backend", type=click.Choice(["overlay", "copy"]), default=None)
+@click.option("--fetcher-cache-dir", default=None, help="Default: <work-dir>/fetcher-cache.")
+@click.option("--fetcher-cache-size-mb", default=2048, show_default=True, type=int)
+@click.option("--fetcher-stall-timeout-s", default=60.0, show_default=True, type=float)
+@click.option("--frameworks-home", default=None, help="Base of relative fetcher URIs.")
+@click.option(
+    "--switch-user/--no-switch-user",
+    default=True,
+    show_default=True,
+    help="Run tasks as CommandInfo.user / FrameworkInfo.user.",
+)
+@click.option("--gpu-devices", default=None, help="NVIDIA GPU minor numbers to offer, e.g. 0,1.")
 @click.option("--executor-registration-timeout-s", default=60.0, show_default=True, type=float)
 @click.option("--executor-shutdown-grace-period-s", default=5.0, show_default=True, type=float)
 @click.option(
@@ -64,6 +94,22 @@ def agent(
     resources: str | None,
     attributes: str | None,
     isolation: str,
+    cgroups_hierarchy: str,
+    cgroups_root: str,
+    cgroups_enable_cfs: bool,
+    cgroups_limit_swap: bool,
+    enforce_container_disk_quota: bool,
+    container_disk_watch_interval_s: float,
+    sandbox_directory: str,
+    docker_registry: str | None,
+    docker_store_dir: str | None,
+    image_provisioner_backend: str | None,
+    fetcher_cache_dir: str | None,
+    fetcher_cache_size_mb: int,
+    fetcher_stall_timeout_s: float,
+    frameworks_home: str | None,
+    switch_user: bool,
+    gpu_devices: str | None,
     executor_registration_timeout_s: float,
     executor_shutdown_grace_period_s: float,
     cleanup_on_exit: bool,
@@ -76,6 +122,38 @@ def agent(
     )
     master = master or os.environ.get("AGORA_MASTER") or "127.0.0.1:5050"
     work_dir = os.path.abspath(work_dir or f"/tmp/agora/agent-{port}")
+    if isolation == "auto":
+        isolation = ",".join(default_isolation(cgroups_hierarchy))
+    try:
+        isolator_names(isolation.split(","))
+        gpus = tuple(int(d) for d in gpu_devices.split(",") if d.strip()) if gpu_devices else ()
+    except UnknownIsolatorError as error:
+        raise click.BadParameter(str(error), param_hint="--isolation") from None
+    except ValueError:
+        raise click.BadParameter(
+            "must be comma-separated GPU minor numbers", param_hint="--gpu-devices"
+        ) from None
+    containerizer = ContainerizerOptions(
+        work_dir=work_dir,
+        isolation=tuple(isolation.split(",")),
+        agent_key=hashlib.sha1(work_dir.encode()).hexdigest()[:12],
+        cgroups_hierarchy=cgroups_hierarchy,
+        cgroups_root=cgroups_root,
+        cgroups_enable_cfs=cgroups_enable_cfs,
+        cgroups_limit_swap=cgroups_limit_swap,
+        enforce_container_disk_quota=enforce_container_disk_quota,
+        container_disk_watch_interval_s=container_disk_watch_interval_s,
+        sandbox_directory=sandbox_directory,
+        docker_registry=docker_registry,
+        docker_store_dir=docker_store_dir,
+        image_provisioner_backend=image_provisioner_backend,
+        fetcher_cache_dir=fetcher_cache_dir,
+        fetcher_cache_size_bytes=fetcher_cache_size_mb * 1024 * 1024,
+        fetcher_stall_timeout_s=fetcher_stall_timeout_s,
+        frameworks_home=frameworks_home,
+        switch_user=switch_user,
+        gpu_devices=gpus,
+    )
     try:
         total = detect_resources(work_dir, resources)
         parsed_attributes = parse_attributes(attributes or "")
@@ -96,6 +174,13 @@ def agent(
         "resources": total,
         "attributes": attributes or "",
         "isolation": isolation,
+        "cgroups_root": cgroups_root,
+        "cgroups_enable_cfs": str(cgroups_enable_cfs).lower(),
+        "enforce_container_disk_quota": str(enforce_container_disk_quota).lower(),
+        "sandbox_directory": sandbox_directory,
+        "switch_user": str(switch_user).lower(),
+        "docker_registry": docker_registry or "",
+        "nvidia_gpu_devices": gpu_devices or "",
         "executor_registration_timeout": f"{executor_registration_timeout_s}secs",
         "executor_shutdown_grace_period": f"{executor_shutdown_grace_period_s}secs",
         "cleanup_on_exit": str(cleanup_on_exit).lower(),
@@ -109,6 +194,12 @@ def agent(
         base_env={k: os.environ[k] for k in _ENV_KEPT if k in os.environ},
         executor_registration_timeout_s=executor_registration_timeout_s,
         executor_shutdown_grace_period_s=executor_shutdown_grace_period_s,
+        switch_user=switch_user,
     )
-    options = ServiceOptions(master=master, cleanup_on_exit=cleanup_on_exit, flags=flags)
+    options = ServiceOptions(
+        master=master,
+        cleanup_on_exit=cleanup_on_exit,
+        flags=flags,
+        containerizer=containerizer,
+    )
     asyncio.run(serve(config, options, ready_file))

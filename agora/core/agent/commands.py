@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agora.core.container.config import ContainerConfig
 from agora.core.master import events as mev
 from agora.core.master.info import FrameworkInfo, TaskStatus
+from agora.core.resources import Resources
 from agora.core.task_states import TaskState
 
 Json = Mapping[str, Any]
@@ -73,6 +75,32 @@ class LaunchProcess:
     env: Mapping[str, str]
     sandbox: str
     executable: str | None = None  # None: argv[0]
+    # The container the process runs in: created (fetch, image, isolation) by its first
+    # process, joined by later ones. None: no container (plain supervised process).
+    container: ContainerConfig | None = None
+
+
+@dataclass(frozen=True)
+class UpdateContainer:
+    """The container's allocation changed (a task joined a running executor)."""
+
+    container_id: str
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class KillContainer:
+    """SIGKILL every process in the container (it hit a limitation)."""
+
+    container_id: str
+
+
+@dataclass(frozen=True)
+class DestroyContainer:
+    """The executor run is over and none of its processes is left: release what its
+    isolation holds (cgroups, mounts, the image's writable layer). Sent once per run."""
+
+    container_id: str
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,9 @@ AgentCommand = (
     | SendExecutorExited
     | SendExecutorMessage
     | LaunchProcess
+    | UpdateContainer
+    | KillContainer
+    | DestroyContainer
     | SignalProcess
     | ForgetProcess
     | ToExecutor

@@ -33,6 +33,7 @@ from agora.core.agent.launch import (
 )
 from agora.core.agent.model import AgentConfig, Executor, ExecutorKind, ExecutorState, Task
 from agora.core.agent.stream import StatusStream
+from agora.core.container.config import ContainerConfig, Limitation, task_user
 from agora.core.durations import stout_duration
 from agora.core.master import commands as mcmd
 from agora.core.master import events as mev
@@ -84,6 +85,7 @@ class AgentCore:
             ev.ProcessLaunched: self._on_launched,
             ev.ProcessLaunchFailed: self._on_launch_failed,
             ev.ProcessExited: self._on_exited,
+            ev.ContainerLimited: self._on_limited,
             ev.ExecutorSubscribe: self._on_subscribe,
             ev.ExecutorUpdate: self._on_executor_update,
             ev.ExecutorMessage: self._on_executor_message,
@@ -196,6 +198,44 @@ class AgentCore:
         if self.runs.pop(run.container_id, None) is not None:
             self.completed_executors.append(run)
             del self.completed_executors[:-_COMPLETED_EXECUTORS_KEPT]
+
+    def _terminate(self, run: Executor) -> None:
+        """The run is over and none of its processes is left: release its container."""
+        run.state = ExecutorState.TERMINATED
+        if not run.destroyed:
+            run.destroyed = True
+            self._emit(cmd.DestroyContainer(run.container_id))
+
+    def _container(
+        self, run: Executor, task: Task | None, sandbox: str, command: object
+    ) -> ContainerConfig:
+        framework = self.frameworks.get(run.framework_id)
+        info = task.launch.raw.get("container") if task is not None else None
+        if not isinstance(info, Mapping):
+            info = run.raw.get("container")
+        uris = command.get("uris") if isinstance(command, Mapping) else None
+        resources = run.resources
+        for other in run.tasks.values():
+            if (
+                other is not task
+                and not other.state.is_terminal
+                and run.kind is not (ExecutorKind.COMMAND)
+            ):
+                resources = resources + other.launch.resources
+        if task is not None and run.kind is not ExecutorKind.COMMAND:
+            resources = resources + task.launch.resources
+        return ContainerConfig(
+            container_id=run.container_id,
+            framework_id=run.framework_id,
+            executor_id=run.executor_id,
+            task_id=task.task_id if task is not None else None,
+            directory=run.directory,
+            sandbox=sandbox,
+            resources=resources,
+            user=task_user(command, framework.user if framework else None, self.config.switch_user),
+            container_info=info if isinstance(info, Mapping) else None,
+            uris=tuple(u for u in uris if isinstance(u, Mapping)) if isinstance(uris, list) else (),
+        )
 
     def _task_env(
         self, run: Executor, task_id: str, sandbox: str, command: object
@@ -393,7 +433,10 @@ class AgentCore:
         self._update(task, TaskState.STARTING)
         assert task.proc_id is not None
         self.procs[task.proc_id] = (run.container_id, task.task_id)
-        self._emit(cmd.LaunchProcess(task.proc_id, argv.argv, env, sandbox, argv.executable))
+        container = self._container(run, task, sandbox, command)
+        self._emit(
+            cmd.LaunchProcess(task.proc_id, argv.argv, env, sandbox, argv.executable, container)
+        )
 
     def _run_task_group(self, message: mcmd.RunTaskGroup) -> None:
         framework_id = message.framework.id or ""
@@ -432,6 +475,12 @@ class AgentCore:
         task = Task(framework_id, launch.task_id, launch, spec.executor_id)
         run.tasks[task.task_id] = task
         self.tasks[task.key] = task
+        if run.state is not ExecutorState.TERMINATED:
+            resources = run.resources
+            for other in run.tasks.values():
+                if not other.state.is_terminal:
+                    resources = resources + other.launch.resources
+            self._emit(cmd.UpdateContainer(run.container_id, resources))
         if run.state is ExecutorState.TERMINATED:  # it failed to start
             self._update(
                 task,
@@ -455,6 +504,7 @@ class AgentCore:
             argv = command_argv(command, "ExecutorInfo.command")
         except InvalidCommandError as error:
             run.state = ExecutorState.TERMINATED
+            run.destroyed = True  # no container was ever created
             self._emit(cmd.Log("warning", f"cannot launch executor: {error}"))
             return run
         env = dict(self.config.base_env)
@@ -467,7 +517,12 @@ class AgentCore:
             )
         env.update(command_environment(command))
         self.procs[run.proc_id] = (run.container_id, None)
-        self._emit(cmd.LaunchProcess(run.proc_id, argv.argv, env, run.directory, argv.executable))
+        container = self._container(run, None, run.directory, command)
+        self._emit(
+            cmd.LaunchProcess(
+                run.proc_id, argv.argv, env, run.directory, argv.executable, container
+            )
+        )
         run.registration_deadline = self._now + self.config.executor_registration_timeout_s
         self._arm(run.registration_deadline, TimerKind.REGISTRATION, run.container_id)
         return run
@@ -505,7 +560,7 @@ class AgentCore:
         if run is None:
             return
         if proc[1] is None:
-            run.state = ExecutorState.TERMINATED
+            self._terminate(run)
             for queued in list(run.tasks.values()):
                 if not queued.state.is_terminal:
                     self._update(
@@ -549,7 +604,15 @@ class AgentCore:
         task.kill_deadline = None
         if not task.state.is_terminal:
             message = describe_exit(event.wait_status)
-            if task.killing:
+            if run.limitation is not None:
+                self._update(
+                    task,
+                    TaskState.FAILED,
+                    source=Source.AGENT,
+                    reason=run.limitation.reason,
+                    message=run.limitation.message,
+                )
+            elif task.killing:
                 self._update(task, TaskState.KILLED, message=message)
             elif exit_code(event.wait_status) == 0:
                 self._update(task, TaskState.FINISHED, message=message)
@@ -567,26 +630,37 @@ class AgentCore:
             return
         if run.kind is ExecutorKind.DEFAULT and run.state is not ExecutorState.TERMINATED:
             self._emit(cmd.SendExecutorExited(run.framework_id, run.executor_id, 0))
-        run.state = ExecutorState.TERMINATED
+        self._terminate(run)
         self._retire(run)
 
     def _custom_executor_exited(self, run: Executor, wait_status: int) -> None:
-        run.state = ExecutorState.TERMINATED
+        self._terminate(run)
         run.proc_exited = True
         run.wait_status = wait_status
         run.subscribed = False
         self._emit(cmd.CloseExecutorStream(run.framework_id, run.executor_id))
         self._emit(cmd.SendExecutorExited(run.framework_id, run.executor_id, wait_status))
+        limitation = run.limitation or Limitation(
+            Reason.EXECUTOR_TERMINATED, f"Executor terminated: {describe_exit(wait_status)[8:]}"
+        )
         for task in list(run.tasks.values()):
             if not task.state.is_terminal:
                 self._update(
                     task,
                     TaskState.FAILED,
                     source=Source.AGENT,
-                    reason=Reason.EXECUTOR_TERMINATED,
-                    message=f"Executor terminated: {describe_exit(wait_status)[8:]}",
+                    reason=limitation.reason,
+                    message=limitation.message,
                 )
         self._retire(run)
+
+    def _on_limited(self, event: ev.ContainerLimited) -> None:
+        run = self.runs.get(event.container_id)
+        if run is None or run.destroyed or run.limitation is not None:
+            return
+        run.limitation = event.limitation
+        self._emit(cmd.Log("info", event.limitation.message, {"container": run.container_id}))
+        self._emit(cmd.KillContainer(run.container_id))
 
     # ================================================================ killing
 

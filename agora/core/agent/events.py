@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agora.core.container.config import Limitation
 from agora.core.master import commands as mcmd
 from agora.core.master.info import TaskStatus
 
@@ -49,6 +50,15 @@ class ProcessLaunchFailed:
 class ProcessExited:
     proc_id: str
     wait_status: int  # as os.waitpid reports it
+
+
+@dataclass(frozen=True)
+class ContainerLimited:
+    """The containerizer found the container over a limit (memory, disk): its tasks fail
+    with this reason once its processes are gone."""
+
+    container_id: str
+    limitation: Limitation
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ AgentEvent = (
     | ProcessLaunched
     | ProcessLaunchFailed
     | ProcessExited
+    | ContainerLimited
     | ExecutorSubscribe
     | ExecutorUpdate
     | ExecutorMessage

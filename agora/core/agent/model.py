@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 from agora.core.agent.launch import DEFAULT_EXECUTOR_SHUTDOWN_GRACE_S
+from agora.core.container.config import Limitation
 from agora.core.master import commands as mcmd
 from agora.core.master.info import AgentInfo
 from agora.core.resources import Resources
@@ -31,6 +32,7 @@ class AgentConfig:
     recovery_timeout_s: float = 900.0
     executor_reregistration_timeout_s: float = 2.0
     completed_tasks_kept: int = 1000
+    switch_user: bool = False  # run tasks as CommandInfo.user / FrameworkInfo.user
 
     @property
     def endpoint(self) -> str:
@@ -87,6 +89,8 @@ class Executor:
     proc_exited: bool = False
     wait_status: int | None = None
     next_group: int = 1
+    limitation: Limitation | None = None  # why the containerizer stopped it
+    destroyed: bool = False  # DestroyContainer sent
 
     @property
     def key(self) -> tuple[str, str]:
