@@ -1,5 +1,6 @@
 """The agent's HTTP server: the executor v1 API, `/state`, `/health`, `/version`,
-`/flags` and the files API, plus `serve()` that runs the whole agent."""
+`/flags`, `/monitor/statistics`, `/containers` and the files API, plus `serve()` that
+runs the whole agent."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from agora.agent import files
 from agora.agent.service import AgentService, ServiceOptions
-from agora.agent.views import state_view
+from agora.agent.views import state_view, usage_entries
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
 from agora.core.agent.model import AgentConfig
@@ -136,6 +137,14 @@ async def state(request: web.Request) -> web.Response:
     return json_response(request, state_view(_service(request)))
 
 
+async def statistics(request: web.Request) -> web.Response:
+    return json_response(request, await usage_entries(_service(request)))
+
+
+async def containers(request: web.Request) -> web.Response:
+    return json_response(request, await usage_entries(_service(request), with_status=True))
+
+
 async def health(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
@@ -201,6 +210,8 @@ def make_app(service: AgentService) -> web.Application:
         for suffix in ("", ".json"):
             app.router.add_get(f"{prefix}/state{suffix}", state)
             app.router.add_get(f"{prefix}/flags{suffix}", flags)
+            app.router.add_get(f"{prefix}/monitor/statistics{suffix}", statistics)
+            app.router.add_get(f"{prefix}/containers{suffix}", containers)
         app.router.add_get(f"{prefix}/health", health)
     app.router.add_get("/version", version)
     app.router.add_get("/version/", version)

@@ -1,16 +1,19 @@
-"""The agent's `/state` view (reference §6.3), built from the core's records."""
+"""The agent's `/state` view (reference §6.3), built from the core's records, and its
+`/monitor/statistics` and `/containers` entries (§6.4) from the containerizer's usage."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import TYPE_CHECKING, Any
 
-from agora.core.agent.model import Executor, ExecutorKind, Task
+from agora.core.agent.model import Executor, ExecutorKind, ExecutorState, Task
 from agora.core.attributes import attributes_to_json
 from agora.core.resource_json import resources_to_json
 from agora.core.resources import Resources
 
 if TYPE_CHECKING:
+    from agora.agent.containerizer.model import Container
     from agora.agent.service import AgentService
 
 Json = dict[str, Any]
@@ -144,3 +147,54 @@ def state_view(service: AgentService) -> Json:
         "completed_frameworks": list(completed.values()),
         "local_hostname": socket.gethostname(),
     }
+
+
+# ------------------------------------------------------------------ /monitor/statistics
+
+_YIELD_EVERY = 16  # containers measured between returns to the event loop
+
+
+def _with_limits(stats: Json, container: Container | None) -> Json:
+    """Mesos's containerizer reports the allocation even where no isolator does."""
+    if container is not None:
+        cpus = container.resources.scalar("cpus")
+        mem = container.resources.scalar("mem")
+        if cpus:
+            stats.setdefault("cpus_limit", cpus / 1000)
+        if mem:
+            stats.setdefault("mem_limit_bytes", mem * 1024 * 1024 // 1000)
+    return stats
+
+
+def _entry(run: Executor, statistics: Json) -> Json:
+    source = run.raw.get("source", run.executor_id)
+    return {
+        "framework_id": run.framework_id,
+        "executor_id": run.executor_id,
+        "executor_name": str(run.raw.get("name", "")),
+        "source": source if isinstance(source, str) else run.executor_id,
+        "statistics": statistics,
+    }
+
+
+async def usage_entries(service: AgentService, with_status: bool = False) -> list[Json]:
+    """One entry per live executor container (Mesos `/monitor/statistics`; with
+    `with_status`, `/containers`). Measuring reads /proc or cgroup files, so the loop
+    gets a turn every few containers and stays responsive with many of them."""
+    containerizer = service.containerizer
+    runs = [r for r in service.core.runs.values() if r.state is not ExecutorState.TERMINATED]
+    entries: list[Json] = []
+    for number, run in enumerate(runs, 1):
+        if number % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        container = containerizer.containers.get(run.container_id)
+        stats = _with_limits(containerizer.usage(run.container_id), container)
+        entry = _entry(run, stats)
+        if with_status:
+            entry["container_id"] = run.container_id
+            status: Json = {"container_id": {"value": run.container_id}}
+            if container is not None and container.leader_pid is not None:
+                status["executor_pid"] = container.leader_pid
+            entry["status"] = status
+        entries.append(entry)
+    return entries
