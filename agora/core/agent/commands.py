@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agora.core.agent.health import CheckSpec
 from agora.core.container.config import ContainerConfig
 from agora.core.master import events as mev
 from agora.core.master.info import FrameworkInfo, TaskStatus
@@ -104,6 +105,21 @@ class DestroyContainer:
 
 
 @dataclass(frozen=True)
+class RunCheck:
+    """Probe a built-in executor's task once (a health check or a check) within
+    `spec.timeout_s`, and answer with events.CheckResult(check_id, ...). COMMAND probes
+    run with `env` in `sandbox`, inside the container's mount namespace if it has one."""
+
+    check_id: str
+    framework_id: str
+    task_id: str
+    container_id: str
+    spec: CheckSpec
+    env: Mapping[str, str]
+    sandbox: str
+
+
+@dataclass(frozen=True)
 class SignalProcess:
     """Signal the process group of a supervised process."""
 
@@ -176,6 +192,7 @@ AgentCommand = (
     | UpdateContainer
     | KillContainer
     | DestroyContainer
+    | RunCheck
     | SignalProcess
     | ForgetProcess
     | ToExecutor

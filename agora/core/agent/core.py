@@ -20,6 +20,7 @@ from typing import Any
 
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
+from agora.core.agent import health
 from agora.core.agent.executor_api import agent_info_json, subscribed_event, update_problem
 from agora.core.agent.launch import (
     InvalidCommandError,
@@ -53,6 +54,7 @@ class TimerKind(Enum):
     KILL = 2
     REGISTRATION = 3
     SHUTDOWN = 4
+    CHECK = 5  # a health check or check is due (key: health.Key)
 
 
 class AgentCore:
@@ -77,6 +79,7 @@ class AgentCore:
         self._timers: list[tuple[float, int, TimerKind, Any]] = []
         self._seq = 0
         self._now = 0.0
+        self.health = health.CheckBook()
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.Tick: self._on_tick,
             ev.MasterConnected: self._on_connected,
@@ -86,6 +89,7 @@ class AgentCore:
             ev.ProcessLaunchFailed: self._on_launch_failed,
             ev.ProcessExited: self._on_exited,
             ev.ContainerLimited: self._on_limited,
+            ev.CheckResult: self._on_check_result,
             ev.ExecutorSubscribe: self._on_subscribe,
             ev.ExecutorUpdate: self._on_executor_update,
             ev.ExecutorMessage: self._on_executor_message,
@@ -128,7 +132,11 @@ class AgentCore:
         source: Source = Source.EXECUTOR,
         reason: Reason | None = None,
         message: str | None = None,
+        healthy: bool | None = None,
+        check_status: Mapping[str, Any] | None = None,
     ) -> None:
+        if check_status is None:
+            check_status = health.fresh_check_status(task.launch.raw)
         status = TaskStatus(
             task_id=task.task_id,
             state=state,
@@ -139,6 +147,8 @@ class AgentCore:
             executor_id=task.executor_id,
             timestamp=self._now,
             uuid=self._new_uuid().bytes,
+            healthy=healthy,
+            extra={} if check_status is None else {"check_status": check_status},
         )
         self._push(task.framework_id, status)
 
@@ -550,6 +560,7 @@ class AgentCore:
         task = run.tasks.get(proc[1]) if run is not None else None
         if task is not None and task.state is TaskState.STARTING and not task.killing:
             self._update(task, TaskState.RUNNING)
+            self._start_checks(task)
 
     def _on_launch_failed(self, event: ev.ProcessLaunchFailed) -> None:
         proc = self.procs.pop(event.proc_id, None)
@@ -602,6 +613,9 @@ class AgentCore:
             return
         task.exited = True
         task.kill_deadline = None
+        self.health.stop(*task.key)
+        unhealthy = task.key in self.health.killed_unhealthy
+        self.health.killed_unhealthy.discard(task.key)
         if not task.state.is_terminal:
             message = describe_exit(event.wait_status)
             if run.limitation is not None:
@@ -612,8 +626,9 @@ class AgentCore:
                     reason=run.limitation.reason,
                     message=run.limitation.message,
                 )
-            elif task.killing:
-                self._update(task, TaskState.KILLED, message=message)
+            elif task.killing:  # killed by a failing health check: healthy=false
+                healthy = False if unhealthy else None
+                self._update(task, TaskState.KILLED, message=message, healthy=healthy)
             elif exit_code(event.wait_status) == 0:
                 self._update(task, TaskState.FINISHED, message=message)
             else:
@@ -762,6 +777,81 @@ class AgentCore:
                 run = self.runs.get(key)
                 if run is not None and run.state is not ExecutorState.TERMINATED:
                     self._emit(cmd.SignalProcess(run.proc_id, cmd.SIGKILL))
+            elif kind is TimerKind.CHECK:
+                self._run_check(key)
+
+    # ================================================================ health checks
+
+    def _start_checks(self, task: Task) -> None:
+        """A built-in executor's task runs: start its health check and check."""
+        try:
+            specs = health.task_specs(task.launch.raw)
+        except health.InvalidCheck as error:  # Mesos's executor, too, runs on unchecked
+            self._emit(cmd.Log("warning", f"task {task.task_id} is not checked: {error}"))
+            return
+        self.health.start(task.framework_id, task.task_id, specs, self._now)
+        for key, due in self.health.deadlines(task.framework_id, task.task_id):
+            self._arm(due, TimerKind.CHECK, key)
+
+    def _checked_task(self, key: health.Key) -> tuple[Task, Executor] | None:
+        """The task of a checker while it still runs; checks stop at a kill or its end."""
+        task = self.tasks.get(key[:2])
+        run = self._run_of(task) if task is not None else None
+        if task is None or run is None or task.killing or task.state is not TaskState.RUNNING:
+            self.health.stop(*key[:2])
+            return None
+        return task, run
+
+    def _run_check(self, key: health.Key) -> None:
+        checker = self.health.due(key, self._now)
+        found = self._checked_task(key) if checker is not None else None
+        if checker is None or found is None:
+            return
+        task, run = found
+        check_id = f"{key[0]}/{key[1]}/{key[2]}/{checker.probes + 1}"
+        checker.begin(check_id)
+        grouped = run.kind is not ExecutorKind.COMMAND
+        sandbox = f"{run.directory}/tasks/{task.task_id}" if grouped else run.directory
+        env = self._task_env(run, task.task_id, sandbox, task.launch.raw.get("command"))
+        env.update(command_environment(checker.spec.command))
+        self._emit(
+            cmd.RunCheck(check_id, key[0], key[1], run.container_id, checker.spec, env, sandbox)
+        )
+
+    def _on_check_result(self, event: ev.CheckResult) -> None:
+        key = (event.framework_id, event.task_id, event.kind)
+        found = self._checked_task(key)
+        if found is None:
+            return
+        task = found[0]
+        verdict = self.health.finish(key, event.check_id, event.probe, self._now)
+        for timer_key, due in self.health.deadlines(*task.key):
+            if timer_key == key:
+                self._arm(due, TimerKind.CHECK, key)
+        if verdict is None:
+            return
+        if verdict.healthy is None:
+            self._update(
+                task,
+                TaskState.RUNNING,
+                reason=Reason.TASK_CHECK_STATUS_UPDATED,
+                healthy=self.health.last_healthy(*task.key),
+                check_status=verdict.check_status,
+            )
+            return
+        if verdict.message is not None:
+            self._emit(cmd.Log("info", verdict.message, {"task": task.task_id}))
+        self._update(
+            task,
+            TaskState.RUNNING,
+            reason=Reason.TASK_HEALTH_CHECK_STATUS_UPDATED,
+            healthy=verdict.healthy,
+            check_status=self.health.last_check_status(*task.key),
+        )
+        if verdict.kill:
+            self.health.killed_unhealthy.add(task.key)
+            self.health.stop(*task.key)
+            self._kill_builtin(task, kill_grace_s(task.launch.raw, None))
 
     def _registration_timeout(self, run: Executor | None) -> None:
         if run is None or run.subscribed or run.state is not ExecutorState.LAUNCHING:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agora.core.agent.health import Probe
 from agora.core.container.config import Limitation
 from agora.core.master import commands as mcmd
 from agora.core.master.info import TaskStatus
@@ -62,6 +63,17 @@ class ContainerLimited:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """A commands.RunCheck probe ended (or could not run: `probe.error`)."""
+
+    check_id: str
+    framework_id: str
+    task_id: str
+    kind: str  # health.HEALTH | health.CHECK
+    probe: Probe
+
+
+@dataclass(frozen=True)
 class ExecutorSubscribe:
     request_id: str
     framework_id: str
@@ -109,6 +121,7 @@ AgentEvent = (
     | ProcessLaunchFailed
     | ProcessExited
     | ContainerLimited
+    | CheckResult
     | ExecutorSubscribe
     | ExecutorUpdate
     | ExecutorMessage
