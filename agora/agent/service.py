@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from agora.agent.checks import CheckRunner
 from agora.agent.containerizer.containerizer import Containerizer
 from agora.agent.containerizer.options import ContainerizerOptions
 from agora.agent.supervisor_client import Message, SupervisorClient
@@ -70,6 +71,7 @@ class AgentService:
             on_limited=lambda cid, limitation: self.dispatch(ev.ContainerLimited(cid, limitation)),
             on_failed=lambda proc_id, error: self.dispatch(ev.ProcessLaunchFailed(proc_id, error)),
         )
+        self.checks = CheckRunner(self.containerizer, self.dispatch)
         self.start_time = time.time()
         self.streams: dict[tuple[str, str], ExecutorStream] = {}
         self.opened: dict[str, ExecutorStream] = {}
@@ -141,6 +143,8 @@ class AgentService:
             self.containerizer.update(command.container_id, command.resources)
         elif isinstance(command, cmd.KillContainer):
             self.containerizer.kill(command.container_id)
+        elif isinstance(command, cmd.RunCheck):
+            self.checks.run(command)
         elif isinstance(command, cmd.DestroyContainer):
             self.containerizer.destroy(command.container_id)
         elif isinstance(command, cmd.ForgetProcess):

@@ -98,9 +98,11 @@ def validate_health_check(check: object, what: str = "health_check") -> None:
     if kind is None:
         raise TaskInvalid(f"'{what}' must specify 'type'")
     if kind == "COMMAND":
-        command = check.get("command")
+        command, field = check.get("command"), f"{what}.command"
+        if what == "check" and isinstance(command, Mapping):  # CheckInfo: {command: CommandInfo}
+            command, field = command.get("command"), "check.command.command"
         if not isinstance(command, Mapping) or not isinstance(command.get("value"), str):
-            raise TaskInvalid(f"Expecting '{what}.command' with a 'value' for a COMMAND check")
+            raise TaskInvalid(f"Expecting '{field}' with a 'value' for a COMMAND check")
     elif kind == "HTTP":
         _port(check.get("http"), f"{what}.http")
         http = check["http"]
