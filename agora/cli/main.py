@@ -11,6 +11,7 @@ from agora.cli.local import local
 from agora.cli.master import master
 from agora.cli.run import run
 from agora.cli.simulate import simulate
+from agora.cli.top import top
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +28,7 @@ cli.add_command(run)
 cli.add_command(ps)
 cli.add_command(agents)
 cli.add_command(frameworks)
+cli.add_command(top)
 
 
 def main() -> None:

@@ -113,8 +113,12 @@ class NvidiaGpuIsolator(Isolator):
         self.free: set[int] = set(minors)
         self.held: dict[str, list[int]] = {}
         self.state_dir = os.path.join(options.work_dir, "gpus")
+        # The layout of the other cgroup isolators (agora/agent/containerizer/cgroups.py).
         self.devices_root = os.path.join(
-            options.cgroups_hierarchy, "devices", options.cgroups_root, options.agent_key
+            options.cgroups_hierarchy,
+            "devices",
+            options.cgroups_root.strip("/") or "agora",
+            options.agent_key or "default",
         )
 
     # ------------------------------------------------------------------ allocation
