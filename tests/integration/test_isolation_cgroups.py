@@ -1,0 +1,258 @@
+"""The cgroups isolators on the host's real cgroups: first at the isolator level (the
+test starts a process that joins the container's cgroups before exec, as the launcher
+does), then end to end through a real master and `agora agent --isolation cgroups/...`.
+
+Each test uses its own cgroups root and agent key and removes what it created."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from agora.agent.containerizer.cgroup_isolators import CpuIsolator, MemoryIsolator, PidsIsolator
+from agora.agent.containerizer.cgroups import CgroupsV2, open_cgroups, parse_pids, read_text
+from agora.agent.containerizer.model import Container
+from agora.agent.containerizer.options import ContainerizerOptions
+from agora.core.container.config import ContainerConfig
+from agora.core.resource_text import parse_resources
+from agora.core.task_states import Reason
+
+HIERARCHY = "/sys/fs/cgroup"
+UNIFIED = "/sys/fs/cgroup/unified"
+TEST_ROOT = "agora-test"
+
+
+def need_v1(*controllers: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    if os.path.exists(os.path.join(HIERARCHY, "cgroup.controllers")):
+        pytest.skip(f"{HIERARCHY} is cgroup v2: these isolator tests drive v1 controllers")
+    for controller in controllers:
+        if not os.access(os.path.join(HIERARCHY, controller), os.W_OK):
+            pytest.skip(f"the cgroup v1 controller '{controller}' is not mounted writable")
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def options() -> Iterator[ContainerizerOptions]:
+    """This test's own agent key under a test root; everything under it is removed."""
+    opts = ContainerizerOptions(
+        work_dir="/tmp",
+        cgroups_hierarchy=HIERARCHY,
+        cgroups_root=TEST_ROOT,
+        agent_key=f"t{os.getpid()}-{uuid.uuid4().hex[:8]}",
+    )
+    yield opts
+    remove_tree(opts)
+
+
+def remove_tree(opts: ContainerizerOptions) -> None:
+    for mount in {os.path.realpath(os.path.join(HIERARCHY, c)) for c in os.listdir(HIERARCHY)}:
+        base = os.path.join(mount, opts.cgroups_root, opts.agent_key)
+        if not os.path.isdir(base):
+            continue
+        for directory, _, _ in sorted(os.walk(base), key=lambda w: -len(w[0])):
+            for pid in parse_pids(read_text(os.path.join(directory, "cgroup.procs"))):
+                os.kill(pid, 9)
+            deadline = time.monotonic() + 5
+            while os.path.isdir(directory):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+        with contextlib.suppress(OSError):  # other tests may still use the test root
+            os.rmdir(os.path.dirname(base))
+
+
+def make_container(resources: str, container_id: str = "c1") -> Container:
+    res = parse_resources(resources)
+    config = ContainerConfig(container_id, "f1", "e1", "t1", "/tmp", "/tmp", res)
+    return Container(container_id, config, res)
+
+
+def spawn_in(cgroup_dirs: list[str], code: str) -> subprocess.Popen[str]:
+    """A Python child that joins the cgroups before exec (what the launcher does)."""
+
+    def join() -> None:
+        for directory in cgroup_dirs:
+            with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                f.write("0")
+
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        preexec_fn=join,  # noqa: PLW1509 (the test thread forks nothing else)
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+# ---------------------------------------------------------------------- isolator level
+
+
+MEMORY_HOG = """
+chunks = []
+while True:
+    chunks.append(bytearray(4 * 1024 * 1024))
+"""
+
+
+def test_memory_hog_is_oom_killed_and_reported(options: ContainerizerOptions) -> None:
+    need_v1("memory")
+    isolator = MemoryIsolator(options)
+    container = make_container("cpus:1;mem:64")
+    info = isolator.prepare(container)
+    assert info is not None
+    started = time.monotonic()
+    hog = spawn_in(info.cgroups, MEMORY_HOG)
+    container.pids["p"] = container.leader_pid = hog.pid
+    assert hog.wait(30) == -9, "the memory hog was not killed by the OOM killer"
+    died_s = time.monotonic() - started
+    assert isolator.watch(container) is not None
+    limitation = isolator.limitation_at_exit(container)
+    assert limitation is not None
+    assert limitation.reason == Reason.CONTAINER_LIMITATION_MEMORY
+    first = limitation.message.splitlines()[0]
+    assert first.startswith("Memory limit exceeded: Requested: 64MB Maximum Used: ")
+    assert "MEMORY STATISTICS" in limitation.message
+    stats = isolator.usage(container)
+    assert stats["mem_limit_bytes"] == 64 * 1024 * 1024
+    print(f"OOM kill {died_s:.2f}s after start; {first}")
+    isolator.cleanup(container)
+    assert not os.path.exists(info.cgroups[0])
+
+
+BUSY_LOOP = """
+import time
+end = time.monotonic() + 2.0
+while time.monotonic() < end:
+    pass
+"""
+
+
+def test_cfs_quota_gives_half_a_core(options: ContainerizerOptions) -> None:
+    need_v1("cpu", "cpuacct")
+    cfs = ContainerizerOptions(**{**options.__dict__, "cgroups_enable_cfs": True})
+    isolator = CpuIsolator(cfs)
+    container = make_container("cpus:0.5;mem:64")
+    info = isolator.prepare(container)
+    assert info is not None
+    started = time.monotonic()
+    busy = spawn_in(info.cgroups, BUSY_LOOP)
+    container.pids["p"] = container.leader_pid = busy.pid
+    assert busy.wait(30) == 0
+    wall_s = time.monotonic() - started
+    stats = isolator.usage(container)
+    cpu_s = stats["cpus_user_time_secs"] + stats["cpus_system_time_secs"]
+    share = cpu_s / wall_s
+    print(f"CFS 0.5 cpus: {cpu_s:.2f}s CPU over {wall_s:.2f}s wall = {share:.2f} of a core")
+    assert 0.35 <= share <= 0.65, stats
+    assert stats["cpus_nr_throttled"] > 0 and stats["cpus_throttled_time_secs"] > 0
+    isolator.cleanup(container)
+
+
+FORK_BOMB = """
+import os, sys, time
+made = failed = 0
+for _ in range(200):
+    try:
+        pid = os.fork()
+    except OSError:
+        failed += 1
+        continue
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    made += 1
+print(made, failed, flush=True)
+time.sleep(60)
+"""
+
+
+def test_pids_cap_stops_a_fork_bomb(options: ContainerizerOptions) -> None:
+    need_v1("pids")
+    isolator = PidsIsolator(options)
+    container = make_container("cpus:1;mem:64;pids:20")
+    info = isolator.prepare(container)
+    assert info is not None
+    bomb = spawn_in(info.cgroups, FORK_BOMB)
+    container.pids["p"] = container.leader_pid = bomb.pid
+    assert bomb.stdout is not None
+    made, failed = (int(n) for n in bomb.stdout.readline().split())
+    assert made == 19 and failed == 181  # 20 tasks: the bomb itself and 19 children
+    assert isolator.usage(container)["processes"] == 20
+    everyone = isolator.processes(container)
+    assert everyone is not None and bomb.pid in everyone
+    isolator.cleanup(container)  # kills everything, then removes the cgroup
+    bomb.wait(10)
+    children = everyone - {bomb.pid}
+    wait_until(
+        lambda: not any(os.path.exists(f"/proc/{p}") for p in children), 10, "the children gone"
+    )
+    assert not os.path.exists(info.cgroups[0])
+
+
+def test_recover_kills_and_removes_own_leftovers_only(options: ContainerizerOptions) -> None:
+    need_v1("memory")
+    isolator = MemoryIsolator(options)
+    stale_dir = isolator.prepare(make_container("mem:64", "stale"))
+    isolator.prepare(make_container("mem:64", "known"))
+    assert stale_dir is not None
+    sleeper = spawn_in(stale_dir.cgroups, "import time; time.sleep(60)")
+    other = ContainerizerOptions(**{**options.__dict__, "agent_key": options.agent_key + "-b"})
+    theirs = MemoryIsolator(other)
+    theirs_info = theirs.prepare(make_container("mem:64", "theirs"))
+    try:
+        MemoryIsolator(options).recover({"known"})
+        assert sleeper.wait(10) == -9
+        assert not os.path.exists(stale_dir.cgroups[0])
+        assert os.path.isdir(isolator.cgroups.path("memory", "known"))
+        assert theirs_info is not None and os.path.isdir(theirs_info.cgroups[0])
+    finally:
+        remove_tree(other)
+
+
+def test_v2_placement_and_cgroup_kill(options: ContainerizerOptions) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    if not os.path.exists(os.path.join(UNIFIED, "cgroup.procs")):
+        pytest.skip(f"no cgroup v2 hierarchy at {UNIFIED}")
+    v2 = ContainerizerOptions(**{**options.__dict__, "cgroups_hierarchy": UNIFIED})
+    cgroups = open_cgroups(v2)
+    assert isinstance(cgroups, CgroupsV2)
+    directory = cgroups.create("unified", "c1")
+    try:
+        parent = spawn_in(
+            [directory],
+            "import subprocess, time\n"
+            "kids = [subprocess.Popen(['sleep', '60']) for _ in range(3)]\n"
+            "print('ready', flush=True); time.sleep(60)",
+        )
+        assert parent.stdout is not None and parent.stdout.readline() == "ready\n"
+        procs = cgroups.procs("unified", "c1")
+        assert parent.pid in procs and len(procs) == 4
+        if not os.path.exists(os.path.join(directory, "cgroup.kill")):
+            pytest.skip("this kernel has no cgroup.kill (Linux < 5.14)")
+        cgroups.kill("unified", "c1")
+        assert parent.wait(10) == -9
+        wait_until(lambda: not cgroups.procs("unified", "c1"), 10, "the cgroup to empty")
+        cgroups.remove("unified", "c1")
+        assert not os.path.exists(directory)
+    finally:
+        cgroups.remove("unified", "c1")
