@@ -20,6 +20,7 @@ def top_once(master: str, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
         env={**os.environ, "COLUMNS": "160", "NO_COLOR": "1"},
     )
 
@@ -71,7 +72,7 @@ def test_top_once_shows_a_busy_task(tmp_path: Path) -> None:
         )
         result = top_once(master, "--interval-s", "1")
         assert result.returncode == 0, result.stderr
-        task, framework, agent_host, state, cpu, cpus, memory, _disk = cells(result.stdout, "busy")
+        _task, framework, agent_host, state, cpu, cpus, memory, _disk = cells(result.stdout, "busy")
         assert (framework, agent_host, state, cpus) == ("agent-test", "127.0.0.1", "RUNNING", "0.5")
         assert float(cpu) > 20.0, result.stdout  # one spinning core is ~100 %
         rss, limit = memory.split(" / ")
