@@ -12,10 +12,11 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import aiohttp
 
-from agora.agent.containerizer.containerizer import Containerizer
+from agora.agent.containerizer.model import Container
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
 from agora.core.agent.health import CheckSpec, Probe
@@ -26,9 +27,15 @@ log = logging.getLogger("agora.agent.checks")
 HOST = "127.0.0.1"
 
 
+class Containers(Protocol):
+    """What the runner needs of the containerizer: its live containers by id."""
+
+    containers: dict[str, Container]
+
+
 class CheckRunner:
     def __init__(
-        self, containerizer: Containerizer, report: Callable[[ev.AgentEvent], object]
+        self, containerizer: Containers, report: Callable[[ev.AgentEvent], object]
     ) -> None:
         self.containerizer = containerizer
         self.report = report

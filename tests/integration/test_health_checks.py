@@ -4,15 +4,29 @@ task's sandbox, and check_status updates only when a check's result changes."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from agora.agent.checks import CheckRunner
+from agora.agent.containerizer.model import Container
+from agora.core.agent import commands as cmd
+from agora.core.agent import events as ev
+from agora.core.agent.health import HEALTH, CheckSpec, Probe, parse_spec
+from agora.core.resources import Resources
 from tests.integration.agent_kit import Framework, agent_process, command_task
-from tests.integration.master_process import master_process
+from tests.integration.master_process import master_process, wait_for
 
 PYTHON = sys.executable
 
@@ -131,3 +145,73 @@ def test_check_reports_exit_codes_only_when_they_change(tmp_path: Path) -> None:
         for status in fw.updates:
             assert status["check_status"]["type"] == "COMMAND"
         assert fw.last("checked")["check_status"] == {"type": "COMMAND", "command": {}}
+
+
+# ------------------------------------------------------------------ the probes themselves
+
+
+@dataclass
+class Containers:
+    containers: dict[str, Container] = field(default_factory=dict)
+
+
+def run_probe(spec: CheckSpec, containers: Containers | None = None, sandbox: str = "/") -> Probe:
+    async def main() -> Probe:
+        results: list[ev.AgentEvent] = []
+        runner = CheckRunner(containers or Containers(), results.append)
+        runner.run(cmd.RunCheck("c1", "f", "t", "cid", spec, dict(os.environ), sandbox))
+        while not results:
+            await asyncio.sleep(0.01)
+        result = results[0]
+        assert isinstance(result, ev.CheckResult) and result.check_id == "c1"
+        return result.probe
+
+    return asyncio.run(main())
+
+
+def spec_of(raw: dict[str, Any]) -> CheckSpec:
+    return parse_spec(raw, HEALTH)
+
+
+def test_probes_time_out_and_kill_their_command(tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    spec = spec_of(
+        {
+            "type": "COMMAND",
+            "command": {"value": f"sleep 1; touch {marker}"},
+            "timeout_seconds": 0.2,
+        }
+    )
+    started = time.monotonic()
+    probe = run_probe(spec)
+    assert probe.error is not None and "timed out" in probe.error
+    assert time.monotonic() - started < 1.0
+    time.sleep(1.2)
+    assert not marker.exists()  # its process group was killed
+    assert run_probe(spec_of({"type": "COMMAND", "command": {"value": "exit 4"}})).exit_code == 4
+    refused = run_probe(spec_of({"type": "HTTP", "http": {"port": free_port()}}))
+    assert refused.error is not None and refused.status_code is None
+    assert run_probe(spec_of({"type": "TCP", "tcp": {"port": free_port()}})).connected is False
+
+
+def test_command_probe_runs_in_the_containers_mount_namespace(tmp_path: Path) -> None:
+    if shutil.which("nsenter") is None or shutil.which("unshare") is None:
+        pytest.skip("needs util-linux nsenter and unshare")
+    inside = "mount -t tmpfs none /mnt && touch /mnt/inside && cd /mnt && exec sleep 30"
+    leader = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside]
+    )
+    try:
+        wait_for(lambda: os.readlink(f"/proc/{leader.pid}/cwd") == "/mnt", 5.0, "the container")
+        container = Container(id="cid", config=None, resources=Resources())  # type: ignore[arg-type]
+        container.launch_info.namespaces.append("mount")
+        container.leader_pid = leader.pid
+        probe = run_probe(
+            spec_of({"type": "COMMAND", "command": {"value": "test -f inside"}}),
+            Containers({"cid": container}),
+        )
+        assert probe.exit_code == 0  # in the namespace, from the task's working directory
+        assert not Path("/mnt/inside").exists()
+    finally:
+        leader.kill()
+        leader.wait()
