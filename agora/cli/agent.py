@@ -11,11 +11,12 @@ import shutil
 import click
 
 from agora.agent.containerizer.containerizer import UnknownIsolatorError, isolator_names
+from agora.agent.containerizer.gpu import discover_gpus
 from agora.agent.containerizer.options import ContainerizerOptions, default_isolation
 from agora.agent.http import serve
 from agora.agent.service import ServiceOptions
 from agora.core.agent.model import AgentConfig
-from agora.core.agent.resources import MB, agent_resources, detected_text
+from agora.core.agent.resources import MB, agent_resources, detected_text, with_gpus
 from agora.core.allocator.state import AGENT_CAPABILITIES
 from agora.core.attributes import parse_attributes
 from agora.core.errors import InvalidResource
@@ -37,6 +38,16 @@ def detect_resources(work_dir: str, override: str | None) -> str:
         disk_mb = 15 * 1024
     detected = detected_text(os.cpu_count() or 1, mem_mb, disk_mb)
     return str(agent_resources(detected, override))
+
+
+def agent_gpus(isolation: str, declared: tuple[int, ...]) -> tuple[int, ...]:
+    """The GPU minor numbers to offer: --gpu-devices, else what nvidia-smi finds, and
+    only with the gpu/nvidia isolator (as Mesos)."""
+    if "gpu/nvidia" not in isolator_names(isolation.split(",")):
+        if declared:
+            raise click.BadParameter("needs gpu/nvidia in --isolation", param_hint="--gpu-devices")
+        return ()
+    return declared or tuple(sorted(discover_gpus()))
 
 
 @click.command()
@@ -133,6 +144,12 @@ def agent(
         raise click.BadParameter(
             "must be comma-separated GPU minor numbers", param_hint="--gpu-devices"
         ) from None
+    try:
+        gpus = agent_gpus(isolation, gpus)
+        if "gpu/nvidia" in isolator_names(isolation.split(",")):
+            resources = with_gpus(resources, gpus)
+    except InvalidResource as error:
+        raise click.BadParameter(str(error), param_hint="--resources") from None
     containerizer = ContainerizerOptions(
         work_dir=work_dir,
         isolation=tuple(isolation.split(",")),
@@ -180,7 +197,7 @@ def agent(
         "sandbox_directory": sandbox_directory,
         "switch_user": str(switch_user).lower(),
         "docker_registry": docker_registry or "",
-        "nvidia_gpu_devices": gpu_devices or "",
+        "nvidia_gpu_devices": ",".join(str(g) for g in gpus),
         "executor_registration_timeout": f"{executor_registration_timeout_s}secs",
         "executor_shutdown_grace_period": f"{executor_shutdown_grace_period_s}secs",
         "cleanup_on_exit": str(cleanup_on_exit).lower(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agora.core.errors import InvalidResource
 from agora.core.resource_text import parse_resources
 from agora.core.resources import Resources
 
@@ -34,3 +35,20 @@ def agent_resources(detected: str, override: str | None) -> Resources:
     names = given.names()
     kept = [e for e in detected.split(";") if e and e.split(":", 1)[0].split("(")[0] not in names]
     return parse_resources(";".join([*kept, override]))
+
+
+def with_gpus(override: str | None, devices: tuple[int, ...]) -> str | None:
+    """`--resources` with `gpus` set to the number of GPU devices, unless it names `gpus`
+    itself, in which case the two must agree (Mesos's NvidiaGpuAllocator)."""
+    given = parse_resources(override) if override else Resources()
+    if "gpus" not in given.names():
+        return ";".join(p for p in (override, f"gpus:{len(devices)}" if devices else "") if p)
+    milli = given.scalar("gpus")
+    if milli % 1000:
+        raise InvalidResource(f"gpus:{milli / 1000:g} must be a whole number")
+    if milli // 1000 != len(devices):
+        raise InvalidResource(
+            f"gpus:{milli // 1000} does not match the {len(devices)} GPU devices "
+            "of --gpu-devices (or found by nvidia-smi)"
+        )
+    return override
