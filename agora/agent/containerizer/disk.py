@@ -95,7 +95,11 @@ class DiskIsolator(Isolator):
     def prepare(self, container: Container) -> None:
         with self._lock:
             self._watched[container.id] = _Watched(container.config.directory)
-        self._ensure_thread()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._measure_loop, name="disk-du", daemon=True
+                )
+                self._thread.start()
         self._wake.set()
 
     def usage(self, container: Container) -> dict[str, Any]:
@@ -135,18 +139,16 @@ class DiskIsolator(Isolator):
             watched = self._watched.get(container.id)
             return watched.used_bytes if watched is not None else None
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(target=self._measure_loop, name="disk-du", daemon=True)
-        self._thread.start()
-
     def _measure_loop(self) -> None:
         """Measure every watched sandbox, then sleep the interval (or until a new
-        container arrives, so its first size is known early)."""
+        container arrives, so its first size is known early). Ends when no container
+        is left; the next prepare starts another."""
         while True:
             with self._lock:
                 pending = list(self._watched.items())
+                if not pending:
+                    self._thread = None
+                    return
             started = time.monotonic()
             for container_id, watched in pending:
                 used = disk_usage_bytes(watched.directory)

@@ -84,3 +84,19 @@ def test_over_quota_only_measured_without_enforcement(tmp_path: Path) -> None:
     isolator.prepare(container)
     wait_for_measure(isolator, container, 2 * MB)
     assert isolator.watch(container) is None
+
+
+def test_the_measuring_thread_ends_with_the_last_container(tmp_path: Path) -> None:
+    options = ContainerizerOptions(work_dir=str(tmp_path), container_disk_watch_interval_s=0.02)
+    isolator = DiskIsolator(options)
+    container = make_container("disk:1", str(tmp_path))
+    isolator.prepare(container)
+    thread = isolator._thread
+    assert thread is not None
+    isolator.cleanup(container)
+    thread.join(5)
+    assert not thread.is_alive()
+    isolator.prepare(container)  # a new container gets a new thread
+    write(tmp_path / "f", MB)
+    wait_for_measure(isolator, container, MB)
+    isolator.cleanup(container)
