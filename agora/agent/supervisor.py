@@ -8,24 +8,32 @@ SIGKILLed leaves it and its processes running, and the next agent reconnects and
 for the list. A clean agent stop (`--cleanup-on-exit`) sends `shutdown`, which kills
 every process group and ends the supervisor.
 
-Spawning costs one `posix_spawn` (vfork + exec) per process, in a new session (so the
+A plain process costs one `posix_spawn` (vfork + exec), in a new session (so the
 process group is the container: signals go to the whole group), with stdin /dev/null,
-stdout and stderr appended to `stdout` / `stderr` in the sandbox, cwd = the sandbox.
+stdout and stderr appended to `stdout` / `stderr` in the sandbox, cwd = the sandbox, the
+signal dispositions a task must not inherit reset and an empty signal mask. A launch
+with a `container` (a LaunchInfo: cgroups, namespaces, rootfs, mounts, user) goes
+through the launcher (agora/agent/launcher.py): the supervisor forks itself, the child
+applies the LaunchInfo (it is in its cgroups and namespaces before it execs) and execs
+the command with the same process setup. Either way the supervisor is the parent.
 No thread and no Python process per task: one asyncio loop, SIGCHLD wakes a reaper.
-When a group leader exits, the rest of its group is SIGKILLed (the container is gone).
+When a group leader exits, the rest of its group is SIGKILLed (the container is gone;
+with a pid namespace the kernel kills the rest of the namespace too).
 
 Protocol: newline-delimited JSON objects over a unix stream socket, batched both ways
 (a read may carry many requests; replies and exit reports go out in one write).
 
     agent -> supervisor
-      {"op": "launch", "id": P, "argv": [...], "env": {...}, "cwd": DIR, "exe": PATH?}
+      {"op": "launch", "id": P, "argv": [...], "env": {...}, "cwd": DIR, "exe": PATH?,
+       "container": LAUNCH_INFO?}                    LaunchInfo.to_json(), without env
       {"op": "signal", "id": P, "signal": N}          process group of P, if still running
       {"op": "forget", "id": P}                       its exit was handled
       {"op": "list"}                                  -> {"op": "procs", "procs": [...]}
       {"op": "shutdown", "kill": true}                kill every group, then exit
     supervisor -> agent
       {"op": "launched", "id": P, "pid": N}
-      {"op": "failed", "id": P, "error": TEXT}        the exec itself failed
+      {"op": "failed", "id": P, "error": TEXT}        the exec (or the container's
+                                                      setup before it) failed
       {"op": "exited", "id": P, "pid": N, "status": WAIT_STATUS}
 
 On-disk layout under the agent's work dir (agent recovery builds on this):
@@ -66,9 +74,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agora.agent.containerizer.launch_info import LaunchInfo
+from agora.agent.launcher import DEFAULT_SIGNALS, OUT_FLAGS, Launcher, LaunchError
 from agora.runtime.gc_tuning import tune_for_service
-
-_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
 
 def socket_address(work_dir: str) -> str:
@@ -99,6 +107,7 @@ class Supervisor:
         self.journal = open(os.path.join(meta, "journal"), "ab")  # noqa: SIM115
         self.stopping = asyncio.Event()
         self.known_dirs: set[str] = set()
+        self.launcher = Launcher()
 
     # ------------------------------------------------------------------ spawning
 
@@ -108,34 +117,17 @@ class Supervisor:
         argv = [str(a) for a in request["argv"]]
         env = {str(k): str(v) for k, v in request.get("env", {}).items()}
         exe = str(request.get("exe") or argv[0])
+        container = request.get("container")
         try:
             self.make_dirs(cwd)
-            if "/" not in exe:
-                found = shutil.which(exe, path=env.get("PATH", os.defpath))
-                if found is None:
-                    raise FileNotFoundError(f"{exe}: not found on PATH")
-                exe = found
-            actions = [
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.path.join(cwd, "stdout"), _OUT_FLAGS, 0o644),
-                (os.POSIX_SPAWN_OPEN, 2, os.path.join(cwd, "stderr"), _OUT_FLAGS, 0o644),
-            ]
-            # posix_spawn has no chdir action: the child inherits this single-threaded
-            # loop's cwd, which is left there (everything here uses absolute paths).
-            os.chdir(cwd)
-            pid = os.posix_spawn(
-                exe,
-                argv,
-                env,
-                file_actions=actions,
-                setsid=True,
-                setsigmask=(),
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD),
-            )
-        except OSError as error:
-            reason = error.strerror or str(error)
-            if error.filename is None and isinstance(error, FileNotFoundError):
-                reason = str(error)
+            if container:
+                pid = self.launcher.spawn(exe, argv, env, cwd, LaunchInfo.from_json(container))
+            else:
+                pid = self._posix_spawn(exe, argv, env, cwd)
+        except LaunchError as error:
+            return {"op": "failed", "id": proc_id, "error": str(error)}
+        except (OSError, TypeError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
             return {"op": "failed", "id": proc_id, "error": f"{exe}: {reason}"}
         proc = Proc(proc_id, pid, cwd)
         self.procs[proc_id] = proc
@@ -143,6 +135,34 @@ class Supervisor:
         # Flushed with the rest of this batch of requests (one write for all of them).
         self._journal({"event": "launched", "id": proc_id, "pid": pid, "cwd": cwd}, flush=False)
         return {"op": "launched", "id": proc_id, "pid": pid}
+
+    def _posix_spawn(self, exe: str, argv: list[str], env: dict[str, str], cwd: str) -> int:
+        """The fast path for a process without a container: vfork + exec."""
+        if "/" not in exe:
+            found = shutil.which(exe, path=env.get("PATH", os.defpath))
+            if found is None:
+                raise FileNotFoundError("not found on PATH")
+            exe = found
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.path.join(cwd, "stdout"), OUT_FLAGS, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, os.path.join(cwd, "stderr"), OUT_FLAGS, 0o644),
+        ]
+        # posix_spawn has no chdir action: the child inherits this single-threaded
+        # loop's cwd, which is left there (everything here uses absolute paths).
+        os.chdir(cwd)
+        try:
+            return os.posix_spawn(
+                exe,
+                argv,
+                env,
+                file_actions=actions,
+                setsid=True,
+                setsigmask=(),
+                setsigdef=DEFAULT_SIGNALS,
+            )
+        except OSError as error:
+            raise OSError(error.errno, error.strerror) from None
 
     def make_dirs(self, path: str) -> None:
         """`os.makedirs(path, exist_ok=True)` minus the stat calls: sandboxes share their
