@@ -7,12 +7,15 @@ Each test uses its own cgroups root and agent key and removes what it created.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,8 @@ from agora.agent.containerizer.options import ContainerizerOptions
 from agora.core.container.config import ContainerConfig
 from agora.core.resource_text import parse_resources
 from agora.core.task_states import Reason
+from tests.integration.agent_kit import Framework, agent_process, command_task
+from tests.integration.master_process import get_json, master_process, wait_for
 
 HIERARCHY = "/sys/fs/cgroup"
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -256,3 +261,169 @@ def test_v2_placement_and_cgroup_kill(options: ContainerizerOptions) -> None:
         assert not os.path.exists(directory)
     finally:
         cgroups.remove("unified", "c1")
+
+
+# ---------------------------------------------------------------------- end to end
+
+E2E_ROOT = "agora-test-e2e"
+CGROUPS = "cgroups/cpu,cgroups/mem,cgroups/pids,disk/du"
+
+
+def need_controllers(*controllers: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    cgroups = open_cgroups(ContainerizerOptions(work_dir="/tmp", cgroups_hierarchy=HIERARCHY))
+    for controller in controllers:
+        if not cgroups.has(controller):
+            pytest.skip(f"the cgroup controller '{controller}' is missing on this host")
+
+
+@pytest.fixture
+def e2e_root() -> Iterator[str]:
+    """The agents' cgroups root for this test; removed (with anything left) after."""
+    root = f"{E2E_ROOT}-{uuid.uuid4().hex[:8]}"
+    yield root
+    for controller in os.listdir(HIERARCHY):
+        base = os.path.join(HIERARCHY, controller, root)
+        if not os.path.isdir(base):
+            continue
+        for directory, _, _ in sorted(os.walk(base), key=lambda w: -len(w[0])):
+            for pid in parse_pids(read_text(os.path.join(directory, "cgroup.procs"))):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            wait_until(functools.partial(_rmdir, directory), 5, f"{directory} removed")
+
+
+def _rmdir(directory: str) -> bool:
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def container_dirs(controller: str, root: str) -> list[str]:
+    """The agents' container cgroups still present for `controller`."""
+    base = os.path.join(HIERARCHY, controller, root)
+    if not os.path.isdir(base):
+        return []
+    return [
+        os.path.join(base, key, cid)
+        for key in os.listdir(base)
+        if os.path.isdir(os.path.join(base, key))
+        for cid in os.listdir(os.path.join(base, key))
+        if os.path.isdir(os.path.join(base, key, cid))
+    ]
+
+
+def cgroups_agent(tmp_path: Path, master: str, root: str, *extra: str) -> Any:
+    return agent_process(
+        tmp_path,
+        master,
+        "--resources",
+        "cpus:2;mem:1024;disk:1024;pids:1000",
+        "--isolation",
+        CGROUPS,
+        "--cgroups-root",
+        root,
+        *extra,
+    )
+
+
+def scalar(name: str, value: float) -> dict[str, Any]:
+    return {"name": name, "type": "SCALAR", "scalar": {"value": value}}
+
+
+def test_task_beyond_its_memory_fails_with_the_memory_reason(tmp_path: Path, e2e_root: str) -> None:
+    need_controllers("cpu", "memory", "pids")
+    with master_process(tmp_path) as master, cgroups_agent(tmp_path, master, e2e_root):
+        fw = Framework(master)
+        script = tmp_path / "hog.py"
+        script.write_text(MEMORY_HOG)
+        task = command_task("hog", f"exec python3 {script}")
+        fw.launch(fw.offer(), [task])
+        fw.until(lambda: "TASK_RUNNING" in fw.states("hog"), what="the hog running")
+        running_at = time.monotonic()
+        fw.until(lambda: "TASK_FAILED" in fw.states("hog"), 30.0, "the hog to fail")
+        failed_s = time.monotonic() - running_at
+        status = fw.last("hog")
+        assert status["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY", status
+        assert status["message"].startswith("Memory limit exceeded: Requested: 32MB Maximum Used:")
+        print(f"TASK_RUNNING -> TASK_FAILED (OOM) in {failed_s:.2f}s")
+        wait_until(lambda: not container_dirs("memory", e2e_root), 10, "the cgroup removed")
+        fw.close()
+
+
+PIDS_SCRIPT = """
+import os, time
+made = failed = 0
+for _ in range(50):
+    try:
+        pid = os.fork()
+    except OSError:
+        failed += 1
+        continue
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    made += 1
+open("counts", "w").write(f"{made} {failed}")
+"""
+
+
+def test_pids_cap_contains_a_fork_bomb(tmp_path: Path, e2e_root: str) -> None:
+    need_controllers("cpu", "memory", "pids")
+    with master_process(tmp_path) as master, cgroups_agent(tmp_path, master, e2e_root):
+        fw = Framework(master)
+        script = tmp_path / "bomb.py"
+        script.write_text(PIDS_SCRIPT)
+        task = command_task("bomb", f"exec python3 {script}")
+        task["resources"].append(scalar("pids", 10))
+        fw.launch(fw.offer(), [task])
+        fw.until(lambda: "TASK_FINISHED" in fw.states("bomb"), 30.0, "the bomb to end")
+        counts = list(tmp_path.glob("agent-work/**/runs/*/counts"))
+        assert len(counts) == 1
+        made, failed = (int(n) for n in counts[0].read_text().split())
+        assert made == 9 and failed == 41  # 10 tasks: the bomb and 9 children
+        wait_until(lambda: not container_dirs("pids", e2e_root), 10, "the children killed")
+        fw.close()
+
+
+def test_cfs_caps_a_busy_task_at_half_a_core(tmp_path: Path, e2e_root: str) -> None:
+    need_controllers("cpu", "cpuacct", "memory", "pids")
+    with (
+        master_process(tmp_path) as master,
+        cgroups_agent(tmp_path, master, e2e_root, "--cgroups-enable-cfs") as agent,
+    ):
+        fw = Framework(master)
+        fw.launch(fw.offer(), [command_task("busy", "while :; do :; done", cpus=0.5)])
+        fw.until(lambda: "TASK_RUNNING" in fw.states("busy"), what="the task running")
+
+        def sample() -> dict[str, Any]:
+            stats = wait_for(lambda: statistics_of(agent, "busy"), 10.0, "statistics")
+            assert isinstance(stats, dict)
+            return stats
+
+        first = sample()
+        wait_until(lambda: time.time() - first["timestamp"] >= 2.0, 5, "two seconds")
+        second = sample()
+
+        def cpu_s(s: dict[str, Any]) -> float:
+            return float(s["cpus_user_time_secs"] + s["cpus_system_time_secs"])
+
+        share = (cpu_s(second) - cpu_s(first)) / (second["timestamp"] - first["timestamp"])
+        print(f"end to end CFS at 0.5 cpus: {share:.2f} of a core")
+        assert 0.35 <= share <= 0.65, (first, second)
+        assert second["cpus_limit"] == 0.5 and second["cpus_nr_throttled"] > 0
+        fw.call({"type": "KILL", "kill": {"task_id": {"value": "busy"}}})
+        fw.until(lambda: "TASK_KILLED" in fw.states("busy"), what="the task killed")
+        fw.close()
+
+
+def statistics_of(agent: str, executor_id: str) -> dict[str, Any] | None:
+    for entry in get_json(agent, "/monitor/statistics"):
+        if entry["executor_id"] == executor_id:
+            return dict(entry["statistics"])
+    return None
