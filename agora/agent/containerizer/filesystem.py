@@ -82,9 +82,9 @@ class LinuxFilesystemIsolator(Isolator):
     # ------------------------------------------------------------------ mounts
 
     def _system_mounts(self) -> list[Mount]:
-        mounts = [Mount("tmpfs", "/dev", "tmpfs", "mode=755,size=65536k,nosuid")]
+        mounts = [Mount("tmpfs", "/dev", "tmpfs", "mode=755,size=65536k")]
         mounts += [Mount(device, device, recursive=False) for device in self.devices]
-        mounts.append(Mount("tmpfs", "/dev/shm", "tmpfs", "mode=1777,nosuid,nodev"))
+        mounts.append(Mount("tmpfs", "/dev/shm", "tmpfs", "mode=1777"))
         mounts.append(Mount("sysfs", "/sys", "sysfs", read_only=True))
         mounts += [Mount(f, f, read_only=True, recursive=False) for f in self.host_files]
         return mounts
