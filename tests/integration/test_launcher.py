@@ -103,8 +103,8 @@ def temp_cgroups(*hierarchies: str) -> Iterator[list[str]]:
             created.append(str(path))
         yield created
     finally:
-        for path in created:
-            remove_cgroup(path)
+        for created_path in created:
+            remove_cgroup(created_path)
 
 
 def remove_cgroup(path: str) -> None:
