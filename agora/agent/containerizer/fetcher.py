@@ -120,9 +120,8 @@ class Fetcher:
                     "fetcher cache unusable for %s (%s): fetching directly", item.uri, problem
                 )
             self.stats.cache_bypasses += 1
-        target = sandbox_path(sandbox, item.output_path)
-        await self._copy_source(session, item, target)
-        await self._finish(item, target, sandbox)
+        async with self._open(session, item) as source:
+            await self._deliver(source, item, sandbox)
 
     # ------------------------------------------------------------------ the cache
 
@@ -148,12 +147,13 @@ class Fetcher:
         self._downloads[key] = done
         cached = False
         try:
-            cached = await self._download_to_cache(session, item, key)
+            cached = await self._download_to_cache(session, item, key, sandbox)
         finally:
             del self._downloads[key]
             done.set_result(cached)
-        if not cached:
-            return False
+        if not cached:  # already delivered straight into the sandbox
+            self.stats.cache_bypasses += 1
+            return True
         if self.ledger.lookup(key) is None:
             raise CacheError("the entry vanished right after its download")
         try:
@@ -163,16 +163,21 @@ class Fetcher:
         return True
 
     async def _download_to_cache(
-        self, session: aiohttp.ClientSession, item: FetchItem, key: str
+        self, session: aiohttp.ClientSession, item: FetchItem, key: str, sandbox: str
     ) -> bool:
-        """Download into the cache under `key`; False (nothing cached) if its size is
-        unknown or too big for the cache. Fetch errors propagate; cache errors fall back."""
+        """Download into the cache under `key`. If its size is unknown or too big for the
+        cache, the source already open is delivered straight into the sandbox instead
+        (False). Fetch errors propagate; cache errors fall back."""
         async with self._open(session, item) as source:
-            if source.size is None:
-                return False
-            self._prepare_cache_dir()
-            victims = self.ledger.reserve(key, source.size)
+            victims = None
+            if source.size is not None:
+                try:
+                    self._prepare_cache_dir()
+                    victims = self.ledger.reserve(key, source.size)
+                except CacheError as problem:
+                    log.warning("fetcher cache unusable (%s): fetching directly", problem)
             if victims is None:
+                await self._deliver(source, item, sandbox)
                 return False
             self._evict(victims)
             path = self._cache_path(key)
@@ -259,14 +264,14 @@ class Fetcher:
         finally:
             response.release()
 
-    async def _copy_source(
-        self, session: aiohttp.ClientSession, item: FetchItem, target: str
-    ) -> None:
-        async with self._open(session, item) as source:
-            try:
-                await source.save(target, limit=None)
-            except CacheError as problem:  # no cache here: a write into the sandbox failed
-                raise FetchError(str(problem)) from None
+    async def _deliver(self, source: Source, item: FetchItem, sandbox: str) -> None:
+        """Straight into the sandbox: a failing write here is the fetch's own failure."""
+        target = sandbox_path(sandbox, item.output_path)
+        try:
+            await source.save(target, limit=None)
+        except CacheError as problem:
+            raise FetchError(str(problem)) from None
+        await self._finish(item, target, sandbox)
 
     async def _finish(self, item: FetchItem, target: str, sandbox: str) -> None:
         if item.executable:
