@@ -74,6 +74,7 @@ class Fetcher:
         self.ledger = CacheLedger(max(0, options.fetcher_cache_size_bytes))
         self._downloads: dict[str, asyncio.Future[bool]] = {}  # key -> cached or not
         self._cache_ready = False
+        self._cache_lock = asyncio.Lock()  # one emptying of the cache directory at a time
 
     @property
     def stall_timeout_s(self) -> float:
@@ -172,7 +173,7 @@ class Fetcher:
             victims = None
             if source.size is not None:
                 try:
-                    self._prepare_cache_dir()
+                    await self._prepare_cache_dir()
                     victims = self.ledger.reserve(key, source.size)
                 except CacheError as problem:
                     log.warning("fetcher cache unusable (%s): fetching directly", problem)
@@ -207,19 +208,17 @@ class Fetcher:
         await asyncio.to_thread(copy_file, path, target)
         await self._finish(item, target, sandbox)
 
-    def _prepare_cache_dir(self) -> None:
+    async def _prepare_cache_dir(self) -> None:
         """Once per agent run: an empty cache directory (Mesos starts with an empty cache:
         the ledger of a previous run is gone)."""
-        if self._cache_ready:
-            return
-        directory = self.options.cache_dir
-        try:
-            if os.path.isdir(directory):
-                shutil.rmtree(directory)
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError as error:
-            raise CacheError(describe_os_error(error)) from None
-        self._cache_ready = True
+        async with self._cache_lock:
+            if self._cache_ready:
+                return
+            try:
+                await asyncio.to_thread(empty_directory, self.options.cache_dir)
+            except OSError as error:
+                raise CacheError(describe_os_error(error)) from None
+            self._cache_ready = True
 
     def _cache_path(self, key: str) -> str:
         return os.path.join(self.options.cache_dir, key)
@@ -402,6 +401,12 @@ def extract(archive: str, kind: Extraction, sandbox: str, gunzipped_name: str) -
                 shutil.copyfileobj(packed, out, CHUNK_BYTES)
     except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError) as error:
         raise FetchError(f"cannot extract: {error}") from None
+
+
+def empty_directory(directory: str) -> None:
+    if os.path.isdir(directory):
+        shutil.rmtree(directory)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
 
 
 def chown_tree(root: str, uid: int, gid: int | None) -> None:
