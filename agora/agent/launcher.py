@@ -45,6 +45,7 @@ import os
 import platform
 import signal
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 from agora.agent.containerizer.launch_info import LaunchInfo, Mount
@@ -68,14 +69,11 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine(), 155)
 
 OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 # Dispositions a task must not inherit from the supervisor (Python ignores SIGPIPE and
-# SIGXFSZ, the supervisor ignores SIGINT and SIGHUP and handles SIGCHLD).
-DEFAULT_SIGNALS = (
-    signal.SIGPIPE,
-    signal.SIGXFSZ,
-    signal.SIGCHLD,
-    signal.SIGINT,
-    signal.SIGHUP,
-)
+# SIGXFSZ, the supervisor ignores SIGINT and SIGHUP).
+IGNORED_BY_SUPERVISOR = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP)
+# posix_spawn resets these too; after a fork, exec itself resets SIGCHLD's handler.
+DEFAULT_SIGNALS = (*IGNORED_BY_SUPERVISOR, signal.SIGCHLD)
+SIG_BLOCK, SIG_SETMASK = 0, 2
 # Per-mount flags a read-only remount must keep (statvfs f_flag -> mount flag).
 _KEPT_FLAGS = (
     (os.ST_NOSUID, MS_NOSUID),
@@ -108,6 +106,15 @@ _umount2 = _libc.umount2
 _umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
+# sigprocmask through ctypes with prebuilt sets: signal.pthread_sigmask builds Python sets
+# (and in the child every allocation is a copy-on-write fault).
+_sigset_t = ctypes.c_ulong * 16  # glibc's sigset_t: 1024 bits
+_sigprocmask = _libc.sigprocmask
+_sigprocmask.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_FULL_SET = _sigset_t(*([~0 & 0xFFFFFFFFFFFFFFFF] * 16))
+_EMPTY_SET = _sigset_t()
+_FULL_ADDRESS = ctypes.addressof(_FULL_SET)
+_EMPTY_ADDRESS = ctypes.addressof(_EMPTY_SET)
 
 
 class LaunchError(Exception):
@@ -159,18 +166,40 @@ class Launcher:
     ) -> int:
         """Start `exe` in the container described by `info`; returns its pid (in the
         supervisor's pid namespace) once it has exec'd, or raises LaunchError."""
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        plan = _Plan(
+            pipe=-1,
+            exe=exe,
+            argv=list(argv),
+            env=dict(env),
+            cwd=cwd,
+            cgroup_procs=[os.path.join(d, "cgroup.procs") for d in info.cgroups],
+            info=info if _needs_setup(info) else None,
+        )
+        read_fd, plan.pipe = os.pipe2(os.O_CLOEXEC)
+        # Until the child has exec'd, signals wait (blocked): the child's copies of the
+        # supervisor's handlers would wake the supervisor's loop through the shared
+        # wakeup fd. Meanwhile the dispositions the task must not inherit are set to
+        # default here, before the fork, so the child need not (every call in the child
+        # costs copy-on-write faults); the supervisor gets its own back once the child
+        # has exec'd.
+        mask = _sigset_t()
+        _sigprocmask(SIG_BLOCK, _FULL_ADDRESS, ctypes.addressof(mask))
+        saved = [
+            (number, signal.signal(number, signal.SIG_DFL)) for number in IGNORED_BY_SUPERVISOR
+        ]
         try:
-            pid = self._fork(info)
-            if pid == 0:
-                _child(write_fd, exe, list(argv), dict(env), cwd, info)
-            os.close(write_fd)
-            write_fd = -1
+            try:
+                pid = self._fork(info)
+                if pid == 0:
+                    _child(plan)
+            finally:
+                os.close(plan.pipe)
             error = _read_all(read_fd)
         finally:
             os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
+            for number, handler in saved:
+                signal.signal(number, handler)
+            _sigprocmask(SIG_SETMASK, ctypes.addressof(mask), None)
         if error:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)  # it is exiting: do not leave it to the reaper
@@ -226,55 +255,79 @@ def _read_all(fd: int) -> str:
 # ---------------------------------------------------------------------- the child
 
 
-def _child(
-    pipe: int, exe: str, argv: list[str], env: dict[str, str], cwd: str, info: LaunchInfo
-) -> NoReturn:
-    """Runs in the forked child only: set the process up and exec, or report and exit."""
+@dataclass
+class _Plan:
+    """Everything the child needs, computed in the parent: every Python object the child
+    touches costs a copy-on-write page fault, so its path is kept short."""
+
+    pipe: int
+    exe: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    cgroup_procs: list[str]
+    info: LaunchInfo | None  # None: nothing beyond cgroups
+
+
+def _needs_setup(info: LaunchInfo) -> bool:
+    return bool(
+        _needs_mount_namespace(info)
+        or info.join_namespaces_of is not None
+        or info.working_directory
+        or info.uid is not None
+        or info.gid is not None
+    )
+
+
+def _child(plan: _Plan) -> NoReturn:
+    """Runs in the forked child only (signals blocked, dispositions already default): set
+    the process up and exec, or report why not and exit."""
     try:
         gc.disable()  # no collection walking (and copying) the supervisor's heap
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         os.setsid()
-        _redirect(cwd)
-        for directory in info.cgroups:
-            _join_cgroup(directory)
-        _enter_mount_namespace(info)
-        if info.join_namespaces_of is None:
-            _filesystem(info)
-        _chdir(info, cwd)
-        _drop_privileges(info)
-        for number in DEFAULT_SIGNALS:
-            signal.signal(number, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        _exec(exe, argv, env)
+        _redirect(plan.cwd)
+        for path in plan.cgroup_procs:
+            _join_cgroup(path)
+        if plan.info is not None:
+            _setup(plan.info, plan.cwd)
+        _sigprocmask(SIG_SETMASK, _EMPTY_ADDRESS, None)
+        _exec(plan.exe, plan.argv, plan.env)
     except BaseException as error:  # everything must end in _exit
         with contextlib.suppress(BaseException):
             message = str(error) or repr(error)
             if isinstance(error, OSError) and error.filename is None and error.strerror:
                 message = error.strerror
-            os.write(pipe, message.encode())
+            os.write(plan.pipe, message.encode())
     finally:
         os._exit(127)
 
 
+def _setup(info: LaunchInfo, cwd: str) -> None:
+    _enter_mount_namespace(info)
+    if info.join_namespaces_of is None:
+        _filesystem(info)
+    _chdir(info, cwd)
+    _drop_privileges(info)
+
+
 def _redirect(cwd: str) -> None:
     os.chdir(cwd)
-    targets = (
-        ("/dev/null", os.O_RDONLY),
-        (os.path.join(cwd, "stdout"), OUT_FLAGS),
-        (os.path.join(cwd, "stderr"), OUT_FLAGS),
-    )
-    for number, (path, flags) in enumerate(targets):
+    for number, name, flags in (
+        (0, "/dev/null", os.O_RDONLY),
+        (1, "stdout", OUT_FLAGS),
+        (2, "stderr", OUT_FLAGS),
+    ):
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(name, flags, 0o644)
         except OSError as error:
+            path = os.path.join(cwd, name)
             raise OSError(error.errno, f"Cannot open {path}: {error.strerror}") from None
         if fd != number:
             os.dup2(fd, number)
             os.close(fd)
 
 
-def _join_cgroup(directory: str) -> None:
-    path = os.path.join(directory, "cgroup.procs")
+def _join_cgroup(path: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY)
         try:
@@ -282,6 +335,7 @@ def _join_cgroup(directory: str) -> None:
         finally:
             os.close(fd)
     except OSError as error:
+        directory = os.path.dirname(path)
         raise OSError(error.errno, f"Cannot join cgroup {directory}: {error.strerror}") from None
 
 

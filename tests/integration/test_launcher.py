@@ -353,3 +353,20 @@ def test_a_failing_mount_fails_the_launch(tmp_path: Path) -> None:
         assert failed["error"].startswith(f"mount {tmp_path / 'absent'} on ")
 
     run_async(body, tmp_path)
+
+
+@needs_root
+def test_tasks_start_with_default_signal_dispositions_and_an_empty_mask(tmp_path: Path) -> None:
+    """Neither path lets a task inherit what the supervisor ignores (SIGPIPE, SIGINT...)."""
+
+    async def body(sup: Supervised) -> None:
+        for proc_id, spec in (("plain", None), ("forked", {"namespaces": ["mount"]})):
+            done = await sup.run(proc_id, ["cat", "/proc/self/status"], spec)
+            assert done["op"] == "exited" and done["status"] == 0
+            fields = dict(
+                line.split(":\t", 1) for line in sup.output(proc_id).splitlines() if ":\t" in line
+            )
+            assert int(fields["SigIgn"], 16) == 0, proc_id
+            assert int(fields["SigBlk"], 16) == 0, proc_id
+
+    run_async(body, tmp_path)
