@@ -373,3 +373,16 @@ def test_tasks_start_with_default_signal_dispositions_and_an_empty_mask(tmp_path
             assert int(fields["SigBlk"], 16) == 0, proc_id
 
     run_async(body, tmp_path)
+
+
+def test_mount_targets_resolve_symlinks_inside_the_rootfs(tmp_path: Path) -> None:
+    """An image's link cannot point a mount at the host: links resolve within the root."""
+    from agora.agent.launcher import _inside
+
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "mnt").symlink_to("/etc")
+    (root / "up").symlink_to("../../..")
+    assert _inside(str(root), "/mnt/x") == f"{root}/etc/x"
+    assert _inside(str(root), "/up/etc") == f"{root}/etc"
+    assert _inside(str(root), "/a/./b") == f"{root}/a/b"
