@@ -28,7 +28,7 @@ WORKING_DIR = "/opt"
 
 def need_busybox() -> None:
     if not os.path.isfile(BUSYBOX):
-        pytest.skip("needs /bin/busybox (Debian package busybox-static; bin/bootstrap installs it)")
+        pytest.skip("needs /bin/busybox (Debian package busybox-static; bin/test installs it)")
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, **kind: object) -> None:
