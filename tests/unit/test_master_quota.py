@@ -7,6 +7,7 @@ import pytest
 from agora.core.allocator.quota import Quota
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.master import registry as reg
 from agora.core.quantities import Limits, Quantities
 from tests.unit.master_kit import Driver, res
 
@@ -17,8 +18,9 @@ def _quota(guarantees: str = "", limits: str = "") -> Quota:
 
 def test_valid_quota_is_200_and_recorded():
     d = Driver()
-    out = d.do(ev.UpdateQuota(request_id="q", role="eng", quota=_quota("cpus:1", "cpus:2")))
-    assert list(out) == [cmd.Respond("q", 200)]
+    quota = _quota("cpus:1", "cpus:2")
+    out = d.do(ev.UpdateQuota(request_id="q", role="eng", quota=quota))
+    assert list(out) == [cmd.Persist(reg.SetQuota("eng", quota)), cmd.Respond("q", 200)]
     assert d.core.allocator.roles().quota("eng") == _quota("cpus:1", "cpus:2")
 
 
@@ -84,7 +86,10 @@ def test_limit_below_consumption_needs_force():
 def test_valid_weights_are_200():
     d = Driver()
     out = d.do(ev.UpdateWeights(request_id="w", weights={"eng": 2.5, "ops": 1}))
-    assert list(out) == [cmd.Respond("w", 200)]
+    assert list(out) == [
+        cmd.Persist(reg.SetWeights({"eng": 2.5, "ops": 1.0})),
+        cmd.Respond("w", 200),
+    ]
     assert d.core.allocator.roles().weight("eng") == 2.5
     assert d.core.allocator.roles().weight("ops") == 1.0
 

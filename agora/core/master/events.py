@@ -13,6 +13,7 @@ from typing import Any
 
 from agora.core.allocator.quota import Quota
 from agora.core.master.info import AgentInfo, FrameworkInfo, TaskStatus
+from agora.core.master.registry import Registry
 from agora.core.resources import Resources
 from agora.core.task_states import TaskState
 
@@ -233,6 +234,29 @@ class UpdateWeights:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MarkAgentGone:
+    request_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateMaintenanceSchedule:
+    request_id: str
+    schedule: Json
+
+
+# ---------------------------------------------------------------------- recovery
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryRecovered:
+    """This master was elected and loaded the registry: the first event it handles.
+    (A core that never gets one starts from an empty registry, as a fresh cluster.)"""
+
+    registry: Registry
+
+
+@dataclass(frozen=True, kw_only=True)
 class Tick:
     """Timers are due (the shell calls with this at `next_deadline()`)."""
 
@@ -262,5 +286,8 @@ MasterEvent = (
     | ExecutorMessage
     | UpdateQuota
     | UpdateWeights
+    | MarkAgentGone
+    | UpdateMaintenanceSchedule
+    | RegistryRecovered
     | Tick
 )

@@ -7,6 +7,7 @@ from agora.core.allocator.quota import InvalidQuota
 from agora.core.errors import InvalidRole
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.master import registry as reg
 from agora.core.master.core import MasterCore, handles
 from agora.core.master.frameworks import accepted_call, subscribed_framework
 from agora.core.master.info import TaskStatus
@@ -83,8 +84,17 @@ def _reconcile(
         known = framework.tasks.get(task_id) or framework.unreachable_tasks.get(task_id)
         if known is not None:  # Mesos trusts its own record over the given agent id
             master.send_status(framework, latest_status(master, known))
-        else:
+        elif not _may_still_appear(master, agent_id):
             master.send_status(framework, reconcile_unknown(master, framework, task_id, agent_id))
+
+
+def _may_still_appear(master: MasterCore, agent_id: str | None) -> bool:
+    """An unknown task gets no answer while the agent it may be on (any agent, if the
+    framework did not say) is recovered from the registry but has not re-registered
+    yet: the scheduler asks again later (Mesos §4.5)."""
+    if agent_id is None:
+        return bool(master.recovered_agents)
+    return agent_id in master.recovered_agents
 
 
 @handles(ev.Reconcile)
@@ -177,6 +187,7 @@ def on_update_quota(master: MasterCore, event: ev.UpdateQuota, now: float) -> No
     except (InvalidQuota, InvalidRole) as error:
         master.respond(event.request_id, 400, str(error))
         return
+    master.persist(reg.SetQuota(event.role, event.quota))
     # Outstanding offers may now exceed the limit: take them back and re-offer.
     master.rescind_offers(
         {o.id for o in master.offers.values() if is_self_or_descendant(o.role, event.role)}
@@ -195,6 +206,8 @@ def on_update_weights(master: MasterCore, event: ev.UpdateWeights, now: float) -
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
             master.respond(event.request_id, 400, f"weight of role {role!r} must be positive")
             return
-    for role, weight in event.weights.items():
-        master.allocator.update_weight(role, float(weight))
+    weights = {role: float(weight) for role, weight in event.weights.items()}
+    master.persist(reg.SetWeights(weights))
+    for role, weight in weights.items():
+        master.allocator.update_weight(role, weight)
     master.respond(event.request_id, 200)
