@@ -88,8 +88,8 @@ def test_weights_and_quota_are_persisted_before_the_200():
     assert persisted(out) == [reg.SetWeights({"eng": 3.0})]
     assert index_of(out, cmd.Persist) < index_of(out, cmd.Respond)
     quota = Quota(Quantities({"cpus": 1000}), Limits({"cpus": 2000}))
-    out = d.do(ev.UpdateQuota(request_id="q", role="eng", quota=quota))
-    assert persisted(out) == [reg.SetQuota("eng", quota)]
+    out = d.do(ev.UpdateQuota(request_id="q", configs=(("eng", quota),)))
+    assert persisted(out) == [reg.SetQuotas({"eng": quota})]
     assert index_of(out, cmd.Persist) < index_of(out, cmd.Respond)
 
 

@@ -221,9 +221,10 @@ class ExecutorMessage:
 
 @dataclass(frozen=True, kw_only=True)
 class UpdateQuota:
+    """Set the quota of some roles, all or none (the default quota removes a role's)."""
+
     request_id: str
-    role: str
-    quota: Quota
+    configs: tuple[tuple[str, Quota], ...]
     force: bool = False
 
 

@@ -98,11 +98,10 @@ class SetWeights:
 
 
 @dataclass(frozen=True)
-class SetQuota:
-    """The role's quota; the default quota (no guarantees, no limits) removes it."""
+class SetQuotas:
+    """Roles' quotas; the default quota (no guarantees, no limits) removes a role's."""
 
-    role: str
-    quota: Quota
+    quotas: Mapping[str, Quota]
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ Operation = (
     | RemoveAgent
     | PruneAgents
     | SetWeights
-    | SetQuota
+    | SetQuotas
     | SetMaintenanceSchedule
 )
 
@@ -176,10 +175,12 @@ class Registry:
             return replace(self, unreachable=unreachable, gone=gone)
         if isinstance(operation, SetWeights):
             return replace(self, weights={**self.weights, **operation.weights})
-        if isinstance(operation, SetQuota):
-            quotas = _without(self.quotas, operation.role)
-            if not operation.quota.is_default():
-                quotas[operation.role] = operation.quota
+        if isinstance(operation, SetQuotas):
+            quotas = dict(self.quotas)
+            for role, quota in operation.quotas.items():
+                quotas.pop(role, None)
+                if not quota.is_default():
+                    quotas[role] = quota
             return replace(self, quotas=quotas)
         return replace(self, maintenance_schedule=operation.schedule)
 

@@ -3,7 +3,7 @@ operator's quota and weight updates."""
 
 from __future__ import annotations
 
-from agora.core.allocator.quota import InvalidQuota
+from agora.core.allocator.quota import InvalidQuota, Quota, validate_quota
 from agora.core.errors import InvalidRole
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
@@ -173,26 +173,37 @@ def on_message(master: MasterCore, event: ev.Message, now: float) -> None:
 
 @handles(ev.UpdateQuota)
 def on_update_quota(master: MasterCore, event: ev.UpdateQuota, now: float) -> None:
+    """All or nothing: every config is checked before any is applied."""
     try:
-        validate_role(event.role)
-        if not event.force:
-            consumed = master.allocator.roles().consumed(event.role)
-            for name, cap in event.quota.limits.items():
-                if consumed[name] > cap:
-                    raise InvalidQuota(
-                        f"role {event.role!r} already consumes more {name!r} than the new limit "
-                        "(use force to set it anyway)"
-                    )
-        master.allocator.update_quota(event.role, event.quota)
+        roles = [role for role, _ in event.configs]
+        if len(set(roles)) != len(roles):
+            raise InvalidQuota("each role may have only one quota config in an update")
+        for role, quota in event.configs:
+            validate_role(role)
+            validate_quota(role, quota)
+            if not event.force:
+                _check_limits_hold(master, role, quota)
     except (InvalidQuota, InvalidRole) as error:
         master.respond(event.request_id, 400, str(error))
         return
-    master.persist(reg.SetQuota(event.role, event.quota))
-    # Outstanding offers may now exceed the limit: take them back and re-offer.
-    master.rescind_offers(
-        {o.id for o in master.offers.values() if is_self_or_descendant(o.role, event.role)}
-    )
+    master.persist(reg.SetQuotas(dict(event.configs)))
+    for role, quota in event.configs:
+        master.allocator.update_quota(role, quota)
+        # Outstanding offers may now exceed the limit: take them back and re-offer.
+        master.rescind_offers(
+            {o.id for o in master.offers.values() if is_self_or_descendant(o.role, role)}
+        )
     master.respond(event.request_id, 200)
+
+
+def _check_limits_hold(master: MasterCore, role: str, quota: Quota) -> None:
+    consumed = master.allocator.roles().consumed(role)
+    for name, cap in quota.limits.items():
+        if consumed[name] > cap:
+            raise InvalidQuota(
+                f"role {role!r} already consumes more {name!r} than the new limit "
+                "(use force to set it anyway)"
+            )
 
 
 @handles(ev.UpdateWeights)
