@@ -289,6 +289,24 @@ class LocalCluster:
             self.wait_for_agents()
         return address
 
+    def kill_master(self) -> None:
+        """SIGKILL the master (agents and tasks keep running, as after a crash)."""
+        if self.master.popen is not None and self.master.alive:
+            self.master.popen.kill()
+            self.master.popen.wait()
+
+    def restart_master(self, *extra_args: str, wait: bool = True) -> str:
+        """Start the master again on the same port and work dir (so with the same
+        registry); `extra_args` are added to its command line. Waits until every
+        running agent has re-registered unless `wait` is False."""
+        self.kill_master()
+        self.master.args = [*self.master.args, *extra_args]
+        self._launch(self.master)
+        address = self._wait_ready(self.master)
+        if wait:
+            self.wait_for_agents()
+        return address
+
     # ------------------------------------------------------------------ stop
 
     def _terminate(self, processes: Sequence[ManagedProcess]) -> None:
