@@ -77,6 +77,7 @@ class Registrar:
         self._held = []
 
     async def _write(self) -> None:
+        group: list[_Held] = []
         try:
             while self._held:
                 group, self._held = self._held, []
@@ -94,6 +95,7 @@ class Registrar:
         except StoreError as error:
             log.critical("the registry could not be written: %s", error)
             self._writer = None
+            self._held = group + self._held
             self.abandon()
             self._on_failure(error)
         finally:
