@@ -20,12 +20,14 @@ from aiohttp import web
 
 from agora.core.master.info import MasterInfo
 from agora.master import endpoints, operator_calls
+from agora.master.agent_socket import agent_socket
 from agora.master.registry.memory_store import MemoryStore
 from agora.master.registry.sqlite_store import SqliteStore
 from agora.master.registry.store import Store
-from agora.master.scheduler_api import SERVICE_KEY, agent_socket, scheduler
+from agora.master.scheduler_api import SERVICE_KEY, scheduler
 from agora.master.service import MasterConfig, MasterService, NotLeading
 from agora.runtime.gc_tuning import tune_for_service
+from agora.runtime.limits import listen_backlog, raise_open_file_limit
 from agora.wire import agent_channel
 
 log = logging.getLogger("agora.master")
@@ -124,10 +126,13 @@ def open_store(config: MasterConfig) -> Store:
 async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     """Run the master until SIGTERM or SIGINT."""
     tune_for_service()
+    raise_open_file_limit()
     service = MasterService(config)
     runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.ip, config.port, reuse_address=True)
+    site = web.TCPSite(
+        runner, config.ip, config.port, reuse_address=True, backlog=listen_backlog()
+    )
     await site.start()
     server = site._server
     sockets = getattr(server, "sockets", None) or []
