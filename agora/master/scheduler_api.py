@@ -1,4 +1,5 @@
-"""`POST /api/v1/scheduler` and the agent WebSocket: HTTP in, core events out.
+"""`POST /api/v1/scheduler`: HTTP in, core events out (the agent WebSocket is in
+agent_socket.py).
 
 Status codes follow reference §0.2: 405 for other methods, 400 for a missing content
 type or a malformed body (the message names the field), 415 for a non-JSON body, 406
@@ -12,13 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
-from agora.master.service import AgentLink, FrameworkStream, MasterService
+from agora.master.service import FrameworkStream, MasterService
 from agora.runtime.http import JSON, check_post_json
-from agora.wire import agent_channel as channel
 from agora.wire.mesos_json import WireError
 from agora.wire.recordio import encode_record
 from agora.wire.scheduler import decode_json, encode_json, error_record, parse_call
@@ -108,54 +108,3 @@ async def _serve_stream(
         raise
     service.stream_ended(stream)
     return response
-
-
-# -------------------------------------------------------------------- agents
-
-
-async def agent_socket(request: web.Request) -> web.StreamResponse:
-    version = request.headers.get(channel.PROTOCOL_HEADER)
-    if version != channel.PROTOCOL_VERSION:
-        return bad_request(
-            f"agent protocol {version!r} is not spoken here "
-            f"(send '{channel.PROTOCOL_HEADER}: {channel.PROTOCOL_VERSION}')"
-        )
-    service = service_of(request)
-    ws = web.WebSocketResponse(max_msg_size=256 * 1024 * 1024)
-    await ws.prepare(request)
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    link = AgentLink(service.next_connection_id(), ws, peer[0] if peer else "")
-    service.link_opened(link)
-    writer = asyncio.get_running_loop().create_task(link.run_writer())
-    try:
-        async for message in ws:
-            if message.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-                if not _take_frame(service, link, message.data):
-                    break
-            elif message.type == WSMsgType.ERROR:
-                break
-    finally:
-        writer.cancel()
-        service.link_closed(link)
-        if not ws.closed:
-            await ws.close()
-    return ws
-
-
-def _take_frame(service: MasterService, link: AgentLink, data: bytes | str) -> bool:
-    try:
-        if isinstance(data, str):
-            messages = decode_json(data.encode(), "agent frame")
-            if not isinstance(messages, list):
-                raise WireError("agent channel frame must be a list of maps")
-        else:
-            messages = channel.decode_frame(data)
-        for message in messages:
-            event = channel.master_event_from_json(message, link.connection_id, link.agent_id)
-            if event is not None:
-                service.dispatch(event)
-    except (WireError, KeyError, TypeError, AttributeError, ValueError) as error:
-        log.warning("dropping agent connection %s: %s", link.connection_id, error)
-        link.close(f"bad frame: {error}")
-        return False
-    return True

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -71,6 +72,19 @@ class FrameworkStream(Outbox):
         if error is not None:
             self.push(encode_record(encode_json(error_record(error))))
         super().close()
+
+
+class Link(Protocol):
+    """One agent's connection as the service sees it: a socket of its own (AgentLink)
+    or one key on a multiplexed socket (agora/master/agent_mux.py)."""
+
+    connection_id: str
+    peer_ip: str
+    agent_id: str | None
+
+    def push(self, message: Json) -> None: ...
+
+    def close(self, message: str) -> None: ...
 
 
 class AgentLink:
@@ -128,8 +142,8 @@ class MasterService:
         self.leader: MasterInfo | None = None
         self.on_abdicate: list[Callable[[str], None]] = []
         self.streams: dict[str, FrameworkStream] = {}
-        self.links: dict[str, AgentLink] = {}
-        self.links_by_agent: dict[str, AgentLink] = {}
+        self.links: dict[str, Link] = {}
+        self.links_by_agent: dict[str, Link] = {}
         self.agent_ips: dict[str, str] = {}
         self.operator_events = OperatorEvents()
         self.start_time = time.time()
@@ -348,10 +362,10 @@ class MasterService:
 
     # ------------------------------------------------------------------ agents
 
-    def link_opened(self, link: AgentLink) -> None:
+    def link_opened(self, link: Link) -> None:
         self.links[link.connection_id] = link
 
-    def link_closed(self, link: AgentLink) -> None:
+    def link_closed(self, link: Link) -> None:
         self.links.pop(link.connection_id, None)
         agent_id = link.agent_id
         if agent_id is not None and self.links_by_agent.get(agent_id) is link:
