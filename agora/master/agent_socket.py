@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from agora.master.scheduler_api import bad_request, service_of
@@ -57,9 +57,9 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def take_message(service: MasterService, link: Link, message: Mapping[str, Any]) -> None:
+def take_message(service: MasterService, link: Link, message: msgspec.Raw | bytes) -> None:
     """Hand one agent message to the core (raises one of BAD_MESSAGE if unreadable)."""
-    event = channel.master_event_from_json(message, link.connection_id, link.agent_id)
+    event = channel.master_event(message, link.connection_id, link.agent_id)
     if event is not None:
         service.dispatch(event)
 
@@ -88,11 +88,13 @@ async def _serve_one(service: MasterService, ws: web.WebSocketResponse, peer_ip:
 def _take_frame(service: MasterService, link: AgentLink, data: bytes | str) -> bool:
     try:
         if isinstance(data, str):
-            messages = decode_json(data.encode(), "agent frame")
-            if not isinstance(messages, list):
+            # JSON text frames (handy by hand): re-encoded to take the one decoding path.
+            decoded = decode_json(data.encode(), "agent frame")
+            if not isinstance(decoded, list):
                 raise WireError("agent channel frame must be a list of maps")
+            messages: Sequence[msgspec.Raw | bytes] = [channel.encode_message(m) for m in decoded]
         else:
-            messages = channel.decode_frame(data)
+            messages = channel.decode_master_frame(data)
         for message in messages:
             take_message(service, link, message)
     except BAD_MESSAGE as error:
@@ -162,7 +164,7 @@ class MuxSocket:
         try:
             if isinstance(data, str):
                 raise WireError("multiplexed agent frames are binary")
-            pairs = mux.decode_mux_frame(data)
+            pairs = mux.decode_mux_pairs(data)
         except WireError as error:
             log.warning("dropping multiplexed agent socket from %s: %s", self.peer_ip, error)
             self.close(f"bad frame: {error}")
@@ -171,9 +173,9 @@ class MuxSocket:
             self._take(key, message)
         return True
 
-    def _take(self, key: int, message: Mapping[str, Any]) -> None:
+    def _take(self, key: int, message: msgspec.Raw) -> None:
         link = self.links.get(key)
-        if mux.is_detach(message):
+        if channel.message_type(message) == mux.DETACH:
             if link is not None:
                 del self.links[key]
                 self.service.link_closed(link)

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from agora.core.attributes import format_attributes, parse_attributes
+from agora.core.attributes import Attributes, format_attributes, parse_attributes
 from agora.core.errors import InvalidResource
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
@@ -31,6 +31,7 @@ from agora.core.resource_json import resources_from_json, resources_to_json
 from agora.core.resources import Resources
 from agora.core.task_states import TaskState
 from agora.wire.mesos_json import Json, WireError, status_from_json
+from agora.wire.packed import PackedJson, ParseCache
 
 PATH = "/api/v1/agent"
 PROTOCOL_HEADER = "Agora-Agent-Protocol"
@@ -42,6 +43,11 @@ _decoder = msgspec.msgpack.Decoder()
 
 def encode_frame(messages: Sequence[Json]) -> bytes:
     return _encoder.encode(list(messages))
+
+
+def encode_message(message: Json) -> bytes:
+    """One message on its own (what `master_event` takes)."""
+    return _encoder.encode(message)
 
 
 def decode_frame(data: bytes) -> list[Mapping[str, Any]]:
@@ -362,65 +368,211 @@ def executor_message(framework_id: str, executor_id: str, data: bytes) -> Json:
     }
 
 
-def _state(value: object, what: str) -> TaskState:
+# ------------------------------------------------- agent -> master, as core events
+#
+# (Re)registrations are decoded into typed structs in one pass, with the parts that
+# repeat across agents and tasks (resources, framework infos, attributes) kept as raw
+# bytes and parsed once per distinct value, and each task's TaskInfo kept packed until
+# read (agora/wire/packed.py): a failover brings every agent's report at once.
+
+
+class _AgentInfoWire(msgspec.Struct, kw_only=True):
+    hostname: str
+    port: int
+    resources: msgspec.Raw
+    attributes: str = ""
+    region: str | None = None
+    zone: str | None = None
+
+
+class _TaskWire(msgspec.Struct, kw_only=True):
+    framework_id: str
+    task_id: str
+    name: str = ""
+    state: str
+    resources: msgspec.Raw
+    executor_id: str | None = None
+    status_update_state: str | None = None
+    status_update_uuid: bytes | None = None
+    raw: msgspec.Raw = msgspec.Raw(b"\x80")
+
+
+class _ExecutorWire(msgspec.Struct, kw_only=True):
+    framework_id: str
+    executor_id: str
+    resources: msgspec.Raw
+    raw: msgspec.Raw = msgspec.Raw(b"\x80")
+
+
+class _RegisterWire(msgspec.Struct, kw_only=True):
+    agent_info: _AgentInfoWire
+    capabilities: list[Any] = []
+    version: Any = ""
+
+
+class _ReregisterWire(_RegisterWire, kw_only=True):
+    agent_id: str
+    tasks: list[_TaskWire] = []
+    executors: list[_ExecutorWire] = []
+    frameworks: list[msgspec.Raw] = []
+
+
+class _Head(msgspec.Struct):
+    type: Any = None
+
+
+_head_decoder = msgspec.msgpack.Decoder(_Head)
+_register_decoder = msgspec.msgpack.Decoder(_RegisterWire)
+_reregister_decoder = msgspec.msgpack.Decoder(_ReregisterWire)
+_items_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_STATES = {state.value: state for state in TaskState}
+_NIL = b"\xc0"
+
+_parsed_resources = ParseCache(lambda packed: resources_from_json(_decoder.decode(packed)))
+_parsed_frameworks = ParseCache(lambda packed: framework_from_json(_decoder.decode(packed)))
+_parsed_attributes = ParseCache(parse_attributes)
+
+
+def decode_master_frame(data: bytes) -> list[msgspec.Raw]:
+    """A frame from an agent: its messages, still encoded (see `master_event`)."""
     try:
-        return TaskState(str(value))
-    except ValueError:
-        raise WireError(f"agent channel: '{what}' has unknown state {value!r}") from None
+        return _items_decoder.decode(data)
+    except msgspec.ValidationError:
+        raise WireError("agent channel frame must be a list of maps") from None
+    except msgspec.DecodeError as error:
+        raise WireError(f"agent channel frame is not msgpack: {error}") from None
 
 
-def _agent_task(data: Mapping[str, Any]) -> ev.AgentTask:
-    update_state = data.get("status_update_state")
-    uuid = data.get("status_update_uuid")
-    executor_id = data.get("executor_id")
-    return ev.AgentTask(
-        framework_id=_str(data, "framework_id"),
-        task_id=_str(data, "task_id"),
-        name=str(data.get("name", "")),
-        state=_state(data.get("state"), "task.state"),
-        resources=_resources(data.get("resources"), "task.resources"),
-        executor_id=executor_id if isinstance(executor_id, str) else None,
-        status_update_state=None
-        if update_state is None
-        else _state(update_state, "task.status_update_state"),
-        status_update_uuid=uuid if isinstance(uuid, bytes) else None,
-        raw=dict(data.get("raw") or {}),
+def message_type(message: msgspec.Raw | bytes) -> Any:
+    """The `type` of an encoded message (None if it has none or is not a map)."""
+    try:
+        return _head_decoder.decode(message).type
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+
+
+def _state(value: object, what: str) -> TaskState:
+    state = _STATES.get(value) if isinstance(value, str) else None
+    if state is None:
+        raise WireError(f"agent channel: '{what}' has unknown state {value!r}")
+    return state
+
+
+def _cached_resources(packed: msgspec.Raw, what: str) -> Resources:
+    try:
+        return _parsed_resources(bytes(packed))
+    except InvalidResource as error:
+        raise WireError(f"agent channel: '{what}': {error}") from None
+
+
+def _cached_attributes(text: str) -> Attributes:
+    try:
+        return _parsed_attributes(text)
+    except InvalidResource as error:
+        raise WireError(str(error)) from None
+
+
+def _packed_json(packed: msgspec.Raw, what: str) -> Mapping[str, Any]:
+    data = bytes(packed)
+    if data == _NIL:
+        return {}
+    try:
+        return PackedJson(data)
+    except WireError:
+        raise WireError(f"agent channel: '{what}' must be a map") from None
+
+
+def _agent_info(wire: _AgentInfoWire) -> AgentInfo:
+    if not 0 < wire.port < 65536:
+        raise WireError("agent channel: 'agent_info.port' must be a port number")
+    return AgentInfo(
+        hostname=wire.hostname,
+        port=wire.port,
+        resources=_cached_resources(wire.resources, "agent_info.resources"),
+        attributes=_cached_attributes(wire.attributes),
+        region=wire.region,
+        zone=wire.zone,
     )
 
 
-def master_event_from_json(
+def _agent_task(wire: _TaskWire) -> ev.AgentTask:
+    update_state = wire.status_update_state
+    return ev.AgentTask(
+        framework_id=wire.framework_id,
+        task_id=wire.task_id,
+        name=wire.name,
+        state=_state(wire.state, "task.state"),
+        resources=_cached_resources(wire.resources, "task.resources"),
+        executor_id=wire.executor_id,
+        status_update_state=None
+        if update_state is None
+        else _state(update_state, "task.status_update_state"),
+        status_update_uuid=wire.status_update_uuid,
+        raw=_packed_json(wire.raw, "task.raw"),
+    )
+
+
+def _agent_executor(wire: _ExecutorWire) -> ev.AgentExecutor:
+    return ev.AgentExecutor(
+        framework_id=wire.framework_id,
+        executor_id=wire.executor_id,
+        resources=_cached_resources(wire.resources, "executor.resources"),
+        raw=_packed_json(wire.raw, "executor.raw"),
+    )
+
+
+def _capabilities(wire: _RegisterWire) -> frozenset[str]:
+    return frozenset(c for c in wire.capabilities if isinstance(c, str))
+
+
+def _register_event(wire: _RegisterWire, connection_id: str) -> ev.RegisterAgent:
+    return ev.RegisterAgent(
+        connection_id=connection_id,
+        info=_agent_info(wire.agent_info),
+        capabilities=_capabilities(wire),
+        version=str(wire.version),
+    )
+
+
+def _reregister_event(wire: _ReregisterWire, connection_id: str) -> ev.ReregisterAgent:
+    return ev.ReregisterAgent(
+        connection_id=connection_id,
+        agent_id=wire.agent_id,
+        info=_agent_info(wire.agent_info),
+        capabilities=_capabilities(wire),
+        version=str(wire.version),
+        tasks=tuple(_agent_task(t) for t in wire.tasks),
+        executors=tuple(_agent_executor(e) for e in wire.executors),
+        frameworks=tuple(_parsed_frameworks(bytes(f)) for f in wire.frameworks),
+    )
+
+
+def master_event(
+    message: msgspec.Raw | bytes, connection_id: str, agent_id: str | None
+) -> ev.MasterEvent | None:
+    """An agent's message (msgpack) as a master core event. Messages other than
+    (re)registration need the connection to be bound to an agent first; before that
+    they are None."""
+    kind = None
+    try:
+        kind = _head_decoder.decode(message).type
+        if kind == "REGISTER":
+            return _register_event(_register_decoder.decode(message), connection_id)
+        if kind == "REREGISTER":
+            return _reregister_event(_reregister_decoder.decode(message), connection_id)
+        data = _decoder.decode(message)
+    except msgspec.ValidationError as error:
+        what = f"{kind} message" if isinstance(kind, str) else "message"
+        raise WireError(f"agent channel {what}: {error}") from None
+    except msgspec.DecodeError as error:
+        raise WireError(f"agent channel message is not msgpack: {error}") from None
+    return _reported_event(data, connection_id, agent_id)
+
+
+def _reported_event(
     data: Mapping[str, Any], connection_id: str, agent_id: str | None
 ) -> ev.MasterEvent | None:
-    """An agent's message as a master core event. Messages other than (re)registration
-    need the connection to be bound to an agent first; before that they are None."""
     kind = data.get("type")
-    capabilities = frozenset(c for c in data.get("capabilities", ()) if isinstance(c, str))
-    if kind == "REGISTER":
-        return ev.RegisterAgent(
-            connection_id=connection_id,
-            info=agent_info_from_json(data.get("agent_info")),
-            capabilities=capabilities,
-            version=str(data.get("version", "")),
-        )
-    if kind == "REREGISTER":
-        return ev.ReregisterAgent(
-            connection_id=connection_id,
-            agent_id=_str(data, "agent_id"),
-            info=agent_info_from_json(data.get("agent_info")),
-            capabilities=capabilities,
-            version=str(data.get("version", "")),
-            tasks=tuple(_agent_task(t) for t in data.get("tasks", ())),
-            executors=tuple(
-                ev.AgentExecutor(
-                    framework_id=_str(e, "framework_id"),
-                    executor_id=_str(e, "executor_id"),
-                    resources=_resources(e.get("resources"), "executor.resources"),
-                    raw=dict(e.get("raw") or {}),
-                )
-                for e in data.get("executors", ())
-            ),
-            frameworks=tuple(framework_from_json(f) for f in data.get("frameworks", ())),
-        )
     if agent_id is None:
         return None
     if kind == "PONG":

@@ -70,6 +70,26 @@ def decode_mux_frame(data: bytes) -> list[Pair]:
     return pairs
 
 
+_pairs_decoder = msgspec.msgpack.Decoder(list[tuple[int, msgspec.Raw]])
+
+
+def decode_mux_pairs(data: bytes) -> list[tuple[int, msgspec.Raw]]:
+    """`decode_mux_frame` with each message left encoded, for a receiver that decodes
+    messages by their type (the master: agent_channel.master_event)."""
+    try:
+        pairs = _pairs_decoder.decode(data)
+    except msgspec.ValidationError:
+        raise WireError(
+            "multiplexed agent frame must be a list of [key, message] pairs"
+        ) from None
+    except msgspec.DecodeError as error:
+        raise WireError(f"multiplexed agent frame is not msgpack: {error}") from None
+    for key, _ in pairs:
+        if not 0 <= key <= MAX_KEY:
+            raise WireError(f"multiplexed agent key must be an integer in [0, {MAX_KEY}]")
+    return pairs
+
+
 def detach(message: str) -> Json:
     """End one agent's connection on a multiplexed socket (either direction)."""
     return {"type": DETACH, "message": message}
