@@ -331,6 +331,7 @@ class Swarm:
             "last_sent": max(sent, default=None),
             "first_acked": min(acked, default=None),
             "last_acked": max(acked, default=None),
+            "median_acked": statistics.median(acked) if acked else None,
             "connected_at": self.connected_at,
             "latency_s_p50": statistics.median(latencies) if latencies else None,
             "latency_s_p99": latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
