@@ -39,6 +39,7 @@ from agora.master.registrar import Answers, Registrar
 from agora.master.registry.records import registry_from_records
 from agora.master.registry.store import Store, StoreError
 from agora.master.views import ServiceInfo
+from agora.runtime.gc_tuning import CollectionHold
 from agora.runtime.outbox import Outbox
 from agora.wire import agent_channel as channel
 from agora.wire.mesos_json import Json, resource_format
@@ -48,6 +49,7 @@ from agora.wire.scheduler import HEARTBEAT, encode_json, error_record, event_to_
 log = logging.getLogger("agora.master")
 
 _HEARTBEAT_RECORD = encode_record(encode_json(HEARTBEAT))
+REBUILD_MAX_S = 60.0  # the collector waits at most this long for recovered agents
 
 
 class NotLeading(Exception):  # noqa: N818
@@ -153,6 +155,7 @@ class MasterService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._heartbeats: asyncio.Task[None] | None = None
+        self._rebuilding: CollectionHold | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -175,6 +178,9 @@ class MasterService:
         self.leader = self.info
         self.elected_time = time.time()
         self.dispatch(ev.RegistryRecovered(registry=registry))
+        if self.core.recovered_agents:
+            # Every admitted agent is about to re-register at once (see CollectionHold).
+            self._rebuilding = CollectionHold(REBUILD_MAX_S)
         self._heartbeats = asyncio.get_running_loop().create_task(self._send_heartbeats())
         log.info(
             "leading with %d agents, %d unreachable and %d gone in the registry",
@@ -203,6 +209,9 @@ class MasterService:
         self.abdicate(f"the registry failed: {error}")
 
     def _stop_serving(self, why: str) -> None:
+        if self._rebuilding is not None:
+            self._rebuilding.release()
+            self._rebuilding = None
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             self._heartbeats = None
@@ -256,6 +265,9 @@ class MasterService:
         if core is None or registrar is None:
             return []  # not leading: nothing to apply it to
         commands = core.handle(event, time.time())
+        if self._rebuilding is not None and not core.recovered_agents:
+            self._rebuilding.release()
+            self._rebuilding = None
         if self.operator_events.subscribers:
             self.operator_events.observe(core, event, commands, self.agent_ips)
         if registrar.must_hold(commands):
