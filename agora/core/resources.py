@@ -42,6 +42,7 @@ from agora.core.values import (
 AtomKey = tuple[ResourceMeta, Value]
 
 _NO_ATOMS: dict[AtomKey, int] = {}
+_UNKNOWN = object()  # a memo entry not computed yet (where None is a value)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -488,9 +489,16 @@ class Resources:
         return {role: Resources._from_entries(items) for role, items in split.items()}
 
     def allocation_role(self) -> str | None:
-        """The single allocation role of all entries, or None if untagged or mixed."""
-        roles = {m.allocation_role for m in self._metas()}
-        return roles.pop() if len(roles) == 1 else None
+        """The single allocation role of all entries, or None if untagged or mixed.
+        Cached: every task and holding asks its resources this."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        found = memo.get("allocation_role", _UNKNOWN)
+        if found is _UNKNOWN:
+            roles = {m.allocation_role for m in self._metas()}
+            found = memo["allocation_role"] = roles.pop() if len(roles) == 1 else None
+        return found  # type: ignore[no-any-return]
 
     def push_reservation(self, reservation: Reservation) -> Resources:
         return self.map_meta(lambda m: m._replace(reservations=(*m.reservations, reservation)))
@@ -551,13 +559,17 @@ class Resources:
 
 def _scalar_sum(resources: Resources, unreserved_only: bool, include_revocable: bool) -> Quantities:
     amounts: dict[str, int] = {}
-    for entry in resources:
-        meta = entry.meta
+    # (meta, value) pairs straight from the dicts: no entry tuples built. An atomic
+    # entry counts once, however many copies of it are shared.
+    pairs = list(resources._div.items())
+    if resources._atoms:
+        pairs += resources._atoms
+    for meta, value in pairs:
         if meta.kind is not Kind.SCALAR:
             continue
         if (unreserved_only and meta.reservations) or (not include_revocable and meta.revocable):
             continue
-        amounts[meta.name] = amounts.get(meta.name, 0) + entry.value  # type: ignore[operator]
+        amounts[meta.name] = amounts.get(meta.name, 0) + value  # type: ignore[operator]
     return Quantities._trusted({k: v for k, v in amounts.items() if v})
 
 
