@@ -1,4 +1,4 @@
-"""The agent WebSocket at `/api/v1/agent`: one agent per socket (the plain channel,
+"""Agents' connections to the master: one agent per socket (the plain channel,
 agora/wire/agent_channel.py) or many (the multiplexed channel, agora/wire/agent_mux.py).
 
 Either way each agent gets a link with a connection id of its own, so the master core
@@ -6,55 +6,62 @@ sees the same events (RegisterAgent, ReregisterAgent, AgentDisconnected...) whic
 way an agent is connected. A message the master cannot read ends that agent's
 connection (its socket, or its key on a multiplexed socket); a multiplexed frame that
 is not an array of pairs ends the whole socket.
+
+The WebSocket itself (upgrade, frames, close) is agent_server.py's; what it needs from
+here is a `Channel` to hand each data message to, and what this needs from it is a
+`FrameSink` to write frames to. Writes are batched per link: everything queued for a
+link in a burst leaves as one frame, two loop turns after the first message (one turn
+for the timers that the same burst armed, like the first PING of a re-registered
+agent, to add theirs). On loopback each write also runs the peer's receive path and
+wakes it: the costliest part of a small message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
-from aiohttp import WSMsgType, web
 
-from agora.master.scheduler_api import bad_request, service_of
-from agora.master.service import AgentLink, Link, MasterService
+from agora.master.service import Link, MasterService
 from agora.wire import agent_channel as channel
 from agora.wire import agent_mux as mux
 from agora.wire.mesos_json import Json, WireError
 from agora.wire.scheduler import decode_json
 
 log = logging.getLogger("agora.master")
+T = TypeVar("T")
 
-MAX_FRAME_BYTES = 256 * 1024 * 1024
 # What a bad message raises on its way to a core event (the decoders check shapes as
 # they go rather than validating everything up front).
 BAD_MESSAGE = (WireError, KeyError, TypeError, AttributeError, ValueError)
 
 
-async def agent_socket(request: web.Request) -> web.StreamResponse:
-    version = request.headers.get(channel.PROTOCOL_HEADER)
-    if version != channel.PROTOCOL_VERSION:
-        return bad_request(
-            f"agent protocol {version!r} is not spoken here "
-            f"(send '{channel.PROTOCOL_HEADER}: {channel.PROTOCOL_VERSION}')"
-        )
-    mux_version = request.headers.get(mux.MUX_HEADER)
-    if mux_version is not None and mux_version != mux.MUX_VERSION:
-        return bad_request(
-            f"multiplexed agent channel {mux_version!r} is not spoken here "
-            f"(send '{mux.MUX_HEADER}: {mux.MUX_VERSION}')"
-        )
-    service = service_of(request)
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
-    await ws.prepare(request)
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    peer_ip = peer[0] if peer else ""
-    if mux_version is None:
-        await _serve_one(service, ws, peer_ip)
-    else:
-        await _serve_many(service, ws, peer_ip)
-    return ws
+class FrameSink(Protocol):
+    """The socket side of a channel: sends one binary message, or closes (after what
+    was sent) with a reason the peer sees."""
+
+    def send(self, payload: bytes) -> None: ...
+
+    def close(self, reason: str) -> None: ...
+
+
+class Channel(Protocol):
+    """What reads one agent socket: each data message, then the end of the socket."""
+
+    def take(self, data: bytes | str) -> bool:
+        """Handle one message; False once the socket must close."""
+        ...
+
+    def ended(self) -> None: ...
+
+
+def open_channel(service: MasterService, sink: FrameSink, peer_ip: str, muxed: bool) -> Channel:
+    if muxed:
+        return MuxSocket(service, sink, peer_ip)
+    return OneAgent(service, sink, peer_ip)
 
 
 def take_message(service: MasterService, link: Link, message: msgspec.Raw | bytes) -> None:
@@ -64,44 +71,95 @@ def take_message(service: MasterService, link: Link, message: msgspec.Raw | byte
         service.dispatch(event)
 
 
+class _Batcher(Generic[T]):
+    """Queued messages, flushed once two loop turns after the first (see the module
+    docstring) by `flush(batch)`."""
+
+    def __init__(self, flush: Callable[[list[T]], None]) -> None:
+        self._flush = flush
+        self._queued: list[T] = []
+        self._turns = 0
+
+    def push(self, item: T) -> None:
+        self._queued.append(item)
+        if self._turns == 0:
+            self._turns = 2
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self._turns -= 1
+        if self._turns > 0:
+            asyncio.get_running_loop().call_soon(self._turn)
+            return
+        batch, self._queued = self._queued, []
+        self._flush(batch)
+
+    def drain(self) -> None:
+        """Flush now what is queued (before closing)."""
+        if self._queued:
+            batch, self._queued = self._queued, []
+            self._flush(batch)
+
+
 # ------------------------------------------------------------- one agent per socket
 
 
-async def _serve_one(service: MasterService, ws: web.WebSocketResponse, peer_ip: str) -> None:
-    link = AgentLink(service.next_connection_id(), ws, peer_ip)
-    service.link_opened(link)
-    writer = asyncio.get_running_loop().create_task(link.run_writer())
-    try:
-        async for message in ws:
-            if message.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-                if not _take_frame(service, link, message.data):
-                    break
-            elif message.type == WSMsgType.ERROR:
-                break
-    finally:
-        writer.cancel()
-        service.link_closed(link)
-        if not ws.closed:
-            await ws.close()
+class AgentLink:
+    """One agent on a socket of its own."""
+
+    def __init__(self, connection_id: str, sink: FrameSink, peer_ip: str) -> None:
+        self.connection_id = connection_id
+        self.sink = sink
+        self.peer_ip = peer_ip
+        self.agent_id: str | None = None
+        self.closing = False
+        self._out: _Batcher[Json] = _Batcher(self._send)
+
+    def push(self, message: Json) -> None:
+        if not self.closing:
+            self._out.push(message)
+
+    def _send(self, batch: list[Json]) -> None:
+        if not self.closing:
+            self.sink.send(channel.encode_frame(batch))
+
+    def close(self, message: str) -> None:
+        if not self.closing:
+            self._out.drain()
+            self.closing = True
+            self.sink.close(message)
 
 
-def _take_frame(service: MasterService, link: AgentLink, data: bytes | str) -> bool:
-    try:
-        if isinstance(data, str):
-            # JSON text frames (handy by hand): re-encoded to take the one decoding path.
-            decoded = decode_json(data.encode(), "agent frame")
-            if not isinstance(decoded, list):
-                raise WireError("agent channel frame must be a list of maps")
-            messages: Sequence[msgspec.Raw | bytes] = [channel.encode_message(m) for m in decoded]
-        else:
-            messages = channel.decode_master_frame(data)
-        for message in messages:
-            take_message(service, link, message)
-    except BAD_MESSAGE as error:
-        log.warning("dropping agent connection %s: %s", link.connection_id, error)
-        link.close(f"bad frame: {error}")
-        return False
-    return True
+class OneAgent:
+    def __init__(self, service: MasterService, sink: FrameSink, peer_ip: str) -> None:
+        self.service = service
+        self.link = AgentLink(service.next_connection_id(), sink, peer_ip)
+        service.link_opened(self.link)
+
+    def take(self, data: bytes | str) -> bool:
+        link = self.link
+        try:
+            if isinstance(data, str):
+                # JSON text frames (handy by hand): re-encoded to take the one path.
+                decoded = decode_json(data.encode(), "agent frame")
+                if not isinstance(decoded, list):
+                    raise WireError("agent channel frame must be a list of maps")
+                messages: Sequence[msgspec.Raw | bytes] = [
+                    channel.encode_message(m) for m in decoded
+                ]
+            else:
+                messages = channel.decode_master_frame(data)
+            for message in messages:
+                take_message(self.service, link, message)
+        except BAD_MESSAGE as error:
+            log.warning("dropping agent connection %s: %s", link.connection_id, error)
+            link.close(f"bad frame: {error}")
+            return False
+        return True
+
+    def ended(self) -> None:
+        self.link.closing = True
+        self.service.link_closed(self.link)
 
 
 # ------------------------------------------------------------- many agents per socket
@@ -125,21 +183,24 @@ class MuxedLink:
 
 
 class MuxSocket:
-    """A multiplexed WebSocket: the agents attached to it by key, and one writer that
-    sends everything queued for any of them as one frame per event-loop turn."""
+    """A multiplexed socket: the agents attached to it by key; what is queued for any of
+    them leaves as one frame."""
 
-    def __init__(self, service: MasterService, ws: web.WebSocketResponse, peer_ip: str) -> None:
+    def __init__(self, service: MasterService, sink: FrameSink, peer_ip: str) -> None:
         self.service = service
-        self.ws = ws
+        self.sink = sink
         self.peer_ip = peer_ip
         self.links: dict[int, MuxedLink] = {}
-        self.outbox: list[tuple[int, Json]] = []
-        self.wake = asyncio.Event()
-        self.close_message: str | None = None
+        self.closing = False
+        self._out: _Batcher[tuple[int, Json]] = _Batcher(self._send)
 
     def push(self, key: int, message: Json) -> None:
-        self.outbox.append((key, message))
-        self.wake.set()
+        if not self.closing:
+            self._out.push((key, message))
+
+    def _send(self, batch: list[tuple[int, Json]]) -> None:
+        if not self.closing:
+            self.sink.send(mux.encode_mux_frame(batch))
 
     def detach(self, link: MuxedLink, message: str) -> None:
         """The master ends one agent's connection: tell it, and forget its key at once
@@ -152,12 +213,13 @@ class MuxSocket:
         self.push(link.key, mux.detach(message[:120]))
         asyncio.get_running_loop().call_soon(self.service.link_closed, link)
 
-    def close(self, message: str) -> None:
-        self.close_message = message
-        self.wake.set()
+    def close(self, reason: str) -> None:
+        if not self.closing:
+            self._out.drain()
+            self.closing = True
+            self.sink.close(reason)
 
-    def take_frame(self, data: bytes | str) -> bool:
-        """Hand a frame's messages to the core; False once the socket must close."""
+    def take(self, data: bytes | str) -> bool:
         if not self.service.leading:
             self.close("master is no longer the leader")
             return False
@@ -190,39 +252,9 @@ class MuxSocket:
             log.warning("dropping agent connection %s: %s", link.connection_id, error)
             link.close(f"bad message: {error}")
 
-    def detach_all(self) -> None:
+    def ended(self) -> None:
         """The socket ended: every agent on it is disconnected."""
+        self.closing = True
         links, self.links = self.links, {}
         for link in links.values():
             self.service.link_closed(link)
-
-    async def run_writer(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            if self.outbox:
-                batch, self.outbox = self.outbox, []
-                await self.ws.send_bytes(mux.encode_mux_frame(batch))
-            if self.close_message is not None:
-                await self.ws.close(message=self.close_message.encode()[:120])
-                return
-
-
-async def _serve_many(service: MasterService, ws: web.WebSocketResponse, peer_ip: str) -> None:
-    socket = MuxSocket(service, ws, peer_ip)
-    writer = asyncio.get_running_loop().create_task(socket.run_writer())
-    try:
-        async for message in ws:
-            if message.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-                if not socket.take_frame(message.data):
-                    break
-            elif message.type == WSMsgType.ERROR:
-                break
-    finally:
-        socket.detach_all()
-        if socket.close_message is not None:
-            # Let the writer send what is queued and the close; then it ends itself.
-            await asyncio.wait([writer], timeout=5.0)
-        writer.cancel()
-        if not ws.closed:
-            await ws.close()

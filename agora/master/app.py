@@ -20,7 +20,7 @@ from aiohttp import web
 
 from agora.core.master.info import MasterInfo
 from agora.master import endpoints, operator_calls
-from agora.master.agent_socket import agent_socket
+from agora.master.agent_server import FrontDoor
 from agora.master.registry.memory_store import MemoryStore
 from agora.master.registry.sqlite_store import SqliteStore
 from agora.master.registry.store import Store
@@ -87,7 +87,7 @@ def build_app(service: MasterService) -> web.Application:
     add = app.router.add_route
     for path in _paths("/api/v1/scheduler", "/master/api/v1/scheduler"):
         add("*", path, scheduler)
-    add("GET", agent_channel.PATH, agent_socket)
+    add("GET", agent_channel.PATH, agent_upgrade_too_late)
     for path in _paths("/api/v1", "/master/api/v1"):
         add("*", path, endpoints.operator)
     add("*", r"/api/v1/{tail:(?!scheduler|agent).*}", endpoints.operator)
@@ -103,6 +103,14 @@ def build_app(service: MasterService) -> web.Application:
     for path in _paths("/master/maintenance/status", "/maintenance/status"):
         add("GET", path, operator_calls.maintenance_status_endpoint)
     return app
+
+
+async def agent_upgrade_too_late(request: web.Request) -> web.Response:
+    """The agent channel is served by FrontDoor, which sees only a connection's first
+    request (agent_server.py): an upgrade on a kept-alive connection lands here."""
+    return web.Response(
+        status=400, text="open the agent channel as the first request of a new connection"
+    )
 
 
 def write_ready_file(path: str, address: str) -> None:
@@ -130,17 +138,21 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     service = MasterService(config)
     runner = web.AppRunner(build_app(service), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(
-        runner, config.ip, config.port, reuse_address=True, backlog=listen_backlog()
+    http = runner.server
+    assert http is not None
+    loop = asyncio.get_running_loop()
+    # Agent-channel upgrades are served by FrontDoor itself, the rest by aiohttp.
+    server = await loop.create_server(
+        lambda: FrontDoor(service, http),
+        config.ip,
+        config.port,
+        reuse_address=True,
+        backlog=listen_backlog(),
     )
-    await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else config.port
+    port = server.sockets[0].getsockname()[1] if server.sockets else config.port
     service.start(port)
     address = f"{config.ip}:{port}"
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # A single master that loses its registry cannot go on (Mesos exits too).
@@ -153,5 +165,6 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
         await stop.wait()
     finally:
         log.info("agora master stopping")
+        server.close()
         await service.stop()
         await runner.cleanup()

@@ -26,8 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiohttp import web
-
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.core.master.core import MasterCore
@@ -77,8 +75,8 @@ class FrameworkStream(Outbox):
 
 
 class Link(Protocol):
-    """One agent's connection as the service sees it: a socket of its own (AgentLink)
-    or one key on a multiplexed socket (agora/master/agent_mux.py)."""
+    """One agent's connection as the service sees it: a socket of its own or one key on
+    a multiplexed socket (agora/master/agent_socket.py)."""
 
     connection_id: str
     peer_ip: str
@@ -87,38 +85,6 @@ class Link(Protocol):
     def push(self, message: Json) -> None: ...
 
     def close(self, message: str) -> None: ...
-
-
-class AgentLink:
-    """One agent's WebSocket: messages queue here and a writer task sends them batched."""
-
-    def __init__(self, connection_id: str, ws: web.WebSocketResponse, peer_ip: str) -> None:
-        self.connection_id = connection_id
-        self.ws = ws
-        self.peer_ip = peer_ip
-        self.agent_id: str | None = None
-        self.outbox: list[Json] = []
-        self.wake = asyncio.Event()
-        self.close_message: str | None = None
-
-    def push(self, message: Json) -> None:
-        self.outbox.append(message)
-        self.wake.set()
-
-    def close(self, message: str) -> None:
-        self.close_message = message
-        self.wake.set()
-
-    async def run_writer(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            if self.outbox:
-                batch, self.outbox = self.outbox, []
-                await self.ws.send_bytes(channel.encode_frame(batch))
-            if self.close_message is not None:
-                await self.ws.close(message=self.close_message.encode()[:120])
-                return
 
 
 @dataclass

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import os
-import struct
 from collections.abc import Callable, Mapping
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+from agora.wire import websocket as wsf
+
+OP_BINARY = wsf.OP_BINARY
 MAX_HEAD_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 class HandshakeError(ConnectionError):
@@ -32,36 +31,6 @@ class HandshakeError(ConnectionError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"websocket handshake failed ({status}): {message}")
         self.status = status
-
-
-def mask(payload: bytes, key: bytes) -> bytes:
-    """XOR `payload` with the 4-byte `key` repeated (RFC 6455 §5.3), as one big-integer
-    operation: linear, but in C rather than a Python loop over bytes."""
-    size = len(payload)
-    if size == 0:
-        return b""
-    stream = (key * ((size >> 2) + 1))[:size]
-    value = int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")
-    return value.to_bytes(size, "little")
-
-
-def frame_header(opcode: int, size: int, masked: bool) -> bytes:
-    first = 0x80 | opcode  # FIN: this client never fragments what it sends
-    bit = 0x80 if masked else 0
-    if size < 126:
-        return struct.pack("!BB", first, bit | size)
-    if size < 1 << 16:
-        return struct.pack("!BBH", first, bit | 126, size)
-    return struct.pack("!BBQ", first, bit | 127, size)
-
-
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    key = os.urandom(4)
-    return frame_header(opcode, len(payload), masked=True) + key + mask(payload, key)
-
-
-def accept_token(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
 
 
 class WebSocketClient(asyncio.Protocol):
@@ -85,8 +54,7 @@ class WebSocketClient(asyncio.Protocol):
         self._key = base64.b64encode(os.urandom(16))
         self._buffer = bytearray()
         self._upgraded = False
-        self._fragments: list[bytes] = []
-        self._fragment_opcode = 0
+        self._reader = wsf.FrameReader(masked=False, max_size=MAX_MESSAGE_BYTES)
         self._transport: asyncio.Transport | None = None
         self._close_sent = False
         self._ended = False
@@ -109,10 +77,20 @@ class WebSocketClient(asyncio.Protocol):
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if not self._upgraded and not self._take_handshake():
+        if not self._upgraded:
+            self._buffer += data
+            if not self._take_handshake():
+                return
+            data, self._buffer = bytes(self._buffer), bytearray()
+        try:
+            messages = self._reader.feed(data)
+        except wsf.FrameError as error:
+            self.close(error.code, str(error))
             return
-        self._take_frames()
+        for message in messages:
+            self._take_message(message)
+            if self._ended:
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -130,7 +108,7 @@ class WebSocketClient(asyncio.Protocol):
         """Queue one message (dropped once the connection is closing)."""
         if self.is_open:
             assert self._transport is not None
-            self._transport.write(client_frame(opcode, payload))
+            self._transport.write(wsf.frame(opcode, payload, os.urandom(4)))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; the transport ends when the server answers."""
@@ -141,8 +119,8 @@ class WebSocketClient(asyncio.Protocol):
             return
         if not self._close_sent:
             self._close_sent = True
-            payload = struct.pack("!H", code) + reason.encode()[:120]
-            self._transport.write(client_frame(OP_CLOSE, payload))
+            payload = wsf.close_payload(code, reason)
+            self._transport.write(wsf.frame(wsf.OP_CLOSE, payload, os.urandom(4)))
 
     def abort(self) -> None:
         """Drop the connection at once (no closing handshake)."""
@@ -169,66 +147,25 @@ class WebSocketClient(asyncio.Protocol):
         if status != 101:
             self._fail(HandshakeError(status, parts[2] if len(parts) > 2 else status_line))
             return False
-        if headers.get("sec-websocket-accept", "").encode() != accept_token(self._key):
+        if headers.get("sec-websocket-accept", "").encode() != wsf.accept_token(self._key):
             self._fail(HandshakeError(status, "bad Sec-WebSocket-Accept"))
             return False
         self._upgraded = True
         self.opened.set_result(None)
         return True
 
-    def _take_frames(self) -> None:
-        buffer = self._buffer
-        while len(buffer) >= 2:
-            first, second = buffer[0], buffer[1]
-            size = second & 0x7F
-            offset = 2
-            if size == 126:
-                if len(buffer) < 4:
-                    return
-                size = struct.unpack_from("!H", buffer, 2)[0]
-                offset = 4
-            elif size == 127:
-                if len(buffer) < 10:
-                    return
-                size = struct.unpack_from("!Q", buffer, 2)[0]
-                offset = 10
-            key = b""
-            if second & 0x80:  # servers must not mask, but tolerate it
-                key = bytes(buffer[offset : offset + 4])
-                offset += 4
-            if len(buffer) < offset + size:
-                return
-            payload = bytes(buffer[offset : offset + size])
-            del buffer[: offset + size]
-            if key:
-                payload = mask(payload, key)
-            self._take_frame(bool(first & 0x80), first & 0x0F, payload)
-            if self._ended:
-                return
-
-    def _take_frame(self, fin: bool, opcode: int, payload: bytes) -> None:
-        if opcode == OP_PING:
+    def _take_message(self, message: wsf.Message) -> None:
+        opcode, payload = message
+        if opcode == wsf.OP_PING:
             if self.is_open and self._transport is not None:
-                self._transport.write(client_frame(OP_PONG, payload))
-        elif opcode == OP_CLOSE:
-            self.close(1000)
+                self._transport.write(wsf.frame(wsf.OP_PONG, payload, os.urandom(4)))
+        elif opcode == wsf.OP_CLOSE:
+            self.close(wsf.CLOSE_NORMAL)
             if self._transport is not None:
                 self._transport.close()
-            reason = payload[2:].decode(errors="replace") if len(payload) > 2 else ""
-            self._end(reason or "closed by the server")
-        elif opcode == OP_PONG:
-            return
-        elif opcode == OP_CONTINUATION:
-            self._fragments.append(payload)
-            if fin:
-                whole = b"".join(self._fragments)
-                self._fragments = []
-                self._on_message(self._fragment_opcode, whole)
-        elif fin:
+            self._end(wsf.close_reason(payload) or "closed by the server")
+        elif opcode != wsf.OP_PONG:
             self._on_message(opcode, payload)
-        else:
-            self._fragment_opcode = opcode
-            self._fragments = [payload]
 
     def _fail(self, error: HandshakeError) -> None:
         if not self.opened.done():
