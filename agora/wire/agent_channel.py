@@ -482,17 +482,36 @@ def _packed_json(packed: msgspec.Raw, what: str) -> Mapping[str, Any]:
         raise WireError(f"agent channel: '{what}' must be a map") from None
 
 
-def _agent_info(wire: _AgentInfoWire) -> AgentInfo:
+def _agent_info(wire: _AgentInfoWire, resources: Resources) -> AgentInfo:
     if not 0 < wire.port < 65536:
         raise WireError("agent channel: 'agent_info.port' must be a port number")
     return AgentInfo(
         hostname=wire.hostname,
         port=wire.port,
-        resources=_cached_resources(wire.resources, "agent_info.resources"),
+        resources=resources,
         attributes=_cached_attributes(wire.attributes),
         region=wire.region,
         zone=wire.zone,
     )
+
+
+def _reported_agent_info(wire: _AgentInfoWire) -> AgentInfo:
+    return _agent_info(wire, _cached_resources(wire.resources, "agent_info.resources"))
+
+
+_agent_info_json_decoder = msgspec.json.Decoder(_AgentInfoWire)
+_parsed_json_resources = ParseCache(lambda packed: resources_from_json(msgspec.json.decode(packed)))
+
+
+def agent_info_from_json_bytes(data: bytes) -> AgentInfo:
+    """`agent_info_from_json` of encoded JSON (a registry record), with the parts that
+    repeat across agents parsed once: a newly elected master reads every agent's."""
+    try:
+        wire = _agent_info_json_decoder.decode(data)
+        resources = _parsed_json_resources(bytes(wire.resources))
+    except (msgspec.DecodeError, InvalidResource) as error:
+        raise WireError(f"agent info: {error}") from None
+    return _agent_info(wire, resources)
 
 
 def _agent_task(wire: _TaskWire) -> ev.AgentTask:
@@ -528,7 +547,7 @@ def _capabilities(wire: _RegisterWire) -> frozenset[str]:
 def _register_event(wire: _RegisterWire, connection_id: str) -> ev.RegisterAgent:
     return ev.RegisterAgent(
         connection_id=connection_id,
-        info=_agent_info(wire.agent_info),
+        info=_reported_agent_info(wire.agent_info),
         capabilities=_capabilities(wire),
         version=str(wire.version),
     )
@@ -538,7 +557,7 @@ def _reregister_event(wire: _ReregisterWire, connection_id: str) -> ev.Reregiste
     return ev.ReregisterAgent(
         connection_id=connection_id,
         agent_id=wire.agent_id,
-        info=_agent_info(wire.agent_info),
+        info=_reported_agent_info(wire.agent_info),
         capabilities=_capabilities(wire),
         version=str(wire.version),
         tasks=tuple(_agent_task(t) for t in wire.tasks),

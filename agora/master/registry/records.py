@@ -21,7 +21,11 @@ import msgspec
 from agora.core.master import registry as reg
 from agora.core.master.info import MasterInfo
 from agora.master.registry.store import Change, Delete, Put, StoreError, Transaction
-from agora.wire.agent_channel import agent_info_from_json, agent_info_to_json
+from agora.wire.agent_channel import (
+    agent_info_from_json,
+    agent_info_from_json_bytes,
+    agent_info_to_json,
+)
 from agora.wire.mesos_json import WireError
 from agora.wire.quota import quota_config_from_json, quota_config_to_json
 
@@ -108,7 +112,7 @@ def _registry(records: Mapping[str, Mapping[str, bytes]]) -> reg.Registry:
     return reg.Registry(
         leader=leader,
         agents={
-            agent_id: agent_info_from_json(_decode(value))
+            agent_id: agent_info_from_json_bytes(value)
             for agent_id, value in records.get(AGENTS, {}).items()
         },
         unreachable=unreachable,
