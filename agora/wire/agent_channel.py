@@ -443,11 +443,28 @@ def decode_master_frame(data: bytes) -> list[msgspec.Raw]:
         raise WireError(f"agent channel frame is not msgpack: {error}") from None
 
 
+_TYPE_FIRST = b"\xa4type"  # a map's first key "type" (fixstr), as this module encodes
+
+
+def _type_of(message: msgspec.Raw | bytes) -> Any:
+    """The `type` of an encoded message; raises msgspec.ValidationError if it is not a
+    map. When "type" is the map's first key (as every message built here has it), it
+    is read off the front; otherwise the whole message is scanned for it."""
+    data = memoryview(message)
+    first = data[0] if data else 0
+    start = 1 if 0x81 <= first <= 0x8F else 3 if first == 0xDE else 0  # fixmap, map 16
+    if start and data[start : start + 5] == _TYPE_FIRST and len(data) > start + 5:
+        size, value = data[start + 5] - 0xA0, start + 6  # a fixstr value
+        if 0 <= size < 32 and len(data) >= value + size:
+            return bytes(data[value : value + size]).decode()
+    return _head_decoder.decode(message).type
+
+
 def message_type(message: msgspec.Raw | bytes) -> Any:
     """The `type` of an encoded message (None if it has none or is not a map)."""
     try:
-        return _head_decoder.decode(message).type
-    except msgspec.DecodeError:  # ValidationError included
+        return _type_of(message)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError included
         return None
 
 
@@ -574,7 +591,7 @@ def master_event(
     they are None."""
     kind = None
     try:
-        kind = _head_decoder.decode(message).type
+        kind = _type_of(message)
         if kind == "REGISTER":
             return _register_event(_register_decoder.decode(message), connection_id)
         if kind == "REREGISTER":
@@ -583,7 +600,7 @@ def master_event(
     except msgspec.ValidationError as error:
         what = f"{kind} message" if isinstance(kind, str) else "message"
         raise WireError(f"agent channel {what}: {error}") from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise WireError(f"agent channel message is not msgpack: {error}") from None
     return _reported_event(data, connection_id, agent_id)
 
