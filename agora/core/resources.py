@@ -557,6 +557,32 @@ class Resources:
         return Resources._from_entries(kept) if changed else self
 
 
+class SumCache:
+    """One object per distinct sum of the same resource objects. Many agents report
+    the same task shapes (the agent channel decodes equal resources to one shared
+    object), and what the allocator derives from a sum (its untagged form, scalar
+    quantities, allocation role) is memoised on the object: sharing the sum lets every
+    agent after the first skip that work. Keyed by the parts' identities, which the
+    cache keeps alive; bounded (it starts afresh when full)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._sums: dict[tuple[int, ...], tuple[tuple[Resources, ...], Resources]] = {}
+
+    def total(self, parts: tuple[Resources, ...]) -> Resources:
+        if len(parts) == 1:
+            return parts[0]
+        key = tuple(map(id, parts))
+        found = self._sums.get(key)
+        if found is not None and all(a is b for a, b in zip(found[0], parts, strict=True)):
+            return found[1]
+        total = Resources.sum(parts)
+        if len(self._sums) >= self._limit:
+            self._sums.clear()
+        self._sums[key] = (parts, total)
+        return total
+
+
 def _scalar_sum(resources: Resources, unreserved_only: bool, include_revocable: bool) -> Quantities:
     amounts: dict[str, int] = {}
     # (meta, value) pairs straight from the dicts: no entry tuples built. An atomic

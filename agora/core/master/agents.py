@@ -116,7 +116,7 @@ def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> 
         agent.id,
         agent_profile(event.info, event.capabilities),
         event.info.resources,
-        agent.used_by(),
+        agent.used_by(master.resource_sums),
     )
     _shutdown_completed(master, agent, event)
     master.to_agent(agent, cmd.AgentReregistered(agent.id, master.info.id))
@@ -271,7 +271,7 @@ def _reconnect_known(
         agent.id,
         agent_profile(event.info, event.capabilities),
         event.info.resources,
-        agent.used_by(),
+        agent.used_by(master.resource_sums),
     )
     if not agent.active:
         master.allocator.deactivate_agent(agent.id)

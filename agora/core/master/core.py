@@ -29,6 +29,7 @@ from agora.core.master.model import (
     UnreachableAgent,
 )
 from agora.core.master.registry import Operation
+from agora.core.resources import SumCache
 from agora.core.seeded import Rng, child, seeded
 from agora.core.task_states import Reason, Source, TaskState, can_transition
 
@@ -71,6 +72,8 @@ class MasterCore:
         self.options = options or MasterOptions()
         self.rng = rng if rng is not None else seeded(0)
         self.allocator = HierarchicalAllocator(self.options.allocator, child(self.rng))
+        # Re-registering agents' used resources, shared where their tasks' are.
+        self.resource_sums = SumCache()
         self.frameworks: dict[str, Framework] = {}
         self.completed_frameworks: dict[str, Framework] = {}
         self.agents: dict[str, Agent] = {}

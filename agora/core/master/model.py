@@ -10,7 +10,7 @@ from typing import Any
 from agora.core.allocator.constraints import RoleConstraints
 from agora.core.allocator.options import AllocatorOptions
 from agora.core.master.info import AgentInfo, FrameworkInfo, TaskStatus
-from agora.core.resources import EMPTY, Resources
+from agora.core.resources import Resources, SumCache
 from agora.core.task_states import TaskState
 
 MAX_STATUSES_PER_TASK = 10
@@ -149,17 +149,18 @@ class Agent:
         for by_id in self.executors.values():
             yield from by_id.values()
 
-    def used_by(self) -> dict[str, Resources]:
-        """Tagged resources of live tasks and executors, per framework (allocator `used`)."""
-        used: dict[str, Resources] = {}
+    def used_by(self, sums: SumCache | None = None) -> dict[str, Resources]:
+        """Tagged resources of live tasks and executors, per framework (allocator `used`);
+        with `sums`, equal sums of the same shared values are one object."""
+        parts: dict[str, list[Resources]] = {}
         for task in self.all_tasks():
             if not task.state.is_terminal:
-                used[task.framework_id] = used.get(task.framework_id, EMPTY) + task.resources
+                parts.setdefault(task.framework_id, []).append(task.resources)
         for executor in self.all_executors():
-            used[executor.framework_id] = (
-                used.get(executor.framework_id, EMPTY) + executor.resources
-            )
-        return used
+            parts.setdefault(executor.framework_id, []).append(executor.resources)
+        if sums is None:
+            return {framework_id: Resources.sum(p) for framework_id, p in parts.items()}
+        return {framework_id: sums.total(tuple(p)) for framework_id, p in parts.items()}
 
 
 @dataclass
