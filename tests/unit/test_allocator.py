@@ -211,6 +211,24 @@ def test_agent_order_follows_the_seed():
     assert len(orders) > 1
 
 
+def test_a_pass_without_offer_seekers_decides_nothing_and_leaves_the_order_alone():
+    """While no framework wants offers (after a failover the frameworks known from
+    agents' reports are inactive until they re-subscribe), passes cost nothing: they
+    neither decide nor shuffle, so the seeded order of later passes is the same as if
+    they had not run."""
+    orders = []
+    for idle_passes in (0, 3):
+        c = Cluster(seed=7)
+        c.framework("f", "r", active=False)
+        for i in range(8):
+            c.agent(f"s{i}", "cpus:1;mem:128")
+        for _ in range(idle_passes):
+            assert c.tick() == []
+        c.alloc.activate_framework("f")
+        orders.append([d.agent_id for d in c.tick()])
+    assert orders[0] == orders[1] and len(orders[0]) == 8
+
+
 # ================================================================= weights
 
 

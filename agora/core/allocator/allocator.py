@@ -602,7 +602,7 @@ class HierarchicalAllocator:
         self._candidates.clear()
         self._full_pass_pending = False
         self.allocation_runs += 1
-        if not agents or not self._role_sorter.clients():
-            return []
+        if not agents or not self.has_offer_seekers():
+            return []  # no framework wants offers: nothing to decide (nor to shuffle)
         self._rng.shuffle(agents)
         return AllocationPass(self, now).run(agents, self._rng)
