@@ -140,6 +140,8 @@ class FrameReader:
             if len(buffer) < 10:
                 return None
             size, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
+        if first & 0x08 and size > MAX_CONTROL_PAYLOAD:
+            raise FrameError("control frames must be whole and short")
         if size > self._max_size:
             raise FrameError(f"a frame of {size} bytes is over the limit", CLOSE_TOO_BIG)
         key = b""
