@@ -190,7 +190,7 @@ class Swarm:
         replies = agent.take(message)
         if agent.phase is not before:
             self.registered += (agent.phase is Phase.REGISTERED) - (before is Phase.REGISTERED)
-            self._changed.set()
+        self._changed.set()  # waiters re-check their condition (pings counted, say)
         return replies
 
     def lost(self, agent: SwarmAgent) -> None:
@@ -295,6 +295,22 @@ class Swarm:
             timeout_s,
             "every agent to notice the master is gone",
         )
+
+    def disconnect(self, agents: list[SwarmAgent]) -> None:
+        """These agents go away: a socket of its own closes; on a multiplexed socket the
+        agent detaches (DETACH under its key) and the others stay. They come back as the
+        reconnection policy says (or on `connect()`)."""
+        for chan in self.channels:
+            leaving = [a for a in chan.agents if a in agents and a.phase is Phase.REGISTERED]
+            if not leaving or chan.client is None:
+                continue
+            if not chan.muxed:
+                chan.client.close()
+                continue
+            chan.client.send(mux.encode_mux_frame([(a.key, mux.detach("bye")) for a in leaving]))
+            for agent in leaving:
+                self.lost(agent)
+            self.reconnect_later(chan)
 
     async def close(self) -> None:
         """Close every socket (the master sees each agent disconnect) and stop."""
