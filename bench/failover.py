@@ -192,8 +192,9 @@ def masters(args: argparse.Namespace, work_dir: Path) -> MasterSet:
     """The masters to fail over. HA plugs in here: with a `--zk` option, return a
     MasterSet that starts ZooKeeper and several `agora master --zk ...`, whose
     `fail_over` SIGKILLs the leader and returns once a standby is elected (after the
-    dead leader's ZooKeeper session expires) and serves; the swarms are then told the
-    new leader's address (see `Swarms.connect`), as the ZooKeeper detector tells agents."""
+    dead leader's ZooKeeper session expires) and serves, with `address` then the new
+    leader's; `failover_round` tells the swarms that address (`Swarms.connect`), as the
+    ZooKeeper detector tells agents."""
     return SingleMaster(work_dir, args.master_arg)
 
 
@@ -217,9 +218,9 @@ class SwarmProcess:
             self.events.put(json.loads(line))
         self.events.put({"event": "exited"})
 
-    def send(self, op: str) -> None:
+    def send(self, op: str, **fields: Any) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"op": op}).encode() + b"\n")
+        self.process.stdin.write(json.dumps({"op": op, **fields}).encode() + b"\n")
         self.process.stdin.flush()
 
     def expect(self, event: str, timeout_s: float) -> dict[str, Any]:
@@ -274,10 +275,15 @@ class Swarms:
         for process in self.processes:
             process.expect("ready", 60.0)
 
-    def each(self, op: str, event: str, timeout_s: float) -> list[dict[str, Any]]:
+    def each(self, op: str, event: str, timeout_s: float, **fields: Any) -> list[dict[str, Any]]:
         for process in self.processes:
-            process.send(op)
+            process.send(op, **fields)
         return [process.expect(event, timeout_s) for process in self.processes]
+
+    def connect(self, master: str, timeout_s: float) -> list[dict[str, Any]]:
+        """Tell every swarm where the leader is (as ZooKeeper tells agents); the agents
+        (re)register; the swarms' timings once all have."""
+        return self.each("connect", "registered", timeout_s, master=master)
 
     def pids(self) -> list[int]:
         return [p.process.pid for p in self.processes]
@@ -312,7 +318,7 @@ def failover_round(master_set: MasterSet, swarms: Swarms, timeout_s: float) -> R
     master_before = cpu_s(master_pid)
     swarm_before = sum(cpu_s(pid) for pid in swarms.pids())
     go = time.monotonic()
-    done = swarms.each("connect", "registered", timeout_s)
+    done = swarms.connect(master_set.address, timeout_s)
     master_after = cpu_s(master_pid)
     swarm_after = sum(cpu_s(pid) for pid in swarms.pids())
     return Round(
@@ -349,7 +355,7 @@ def run_size(args: argparse.Namespace, agents: int, mode: str) -> dict[str, Any]
     try:
         swarms = Swarms(args, agents, mode, master_set.address, work_dir)
         started = time.monotonic()
-        swarms.each("connect", "registered", args.timeout_s)
+        swarms.connect(master_set.address, args.timeout_s)
         register_s = time.monotonic() - started
         rounds = []
         for index in range(args.repeat):

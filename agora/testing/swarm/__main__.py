@@ -4,6 +4,7 @@
         [--agents-per-socket 1000] [--source-ip 127.0.0.2 ...]
 
 Commands (stdin):    {"op": "connect"}   every agent not registered connects and says hello
+                                        (with "master": "host:port", to a new address)
                      {"op": "prepare"}   encode every agent's next hello now (not while timed)
                      {"op": "stats"}     answer with the figures so far
                      {"op": "exit"}      close every socket and exit
@@ -60,11 +61,12 @@ async def serve(swarm: Swarm, timeout_s: float) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     round_: asyncio.Task[None] | None = None
     while line := await reader.readline():
-        op = json.loads(line).get("op")
+        command = json.loads(line)
+        op = command.get("op")
         if op == "connect":
             if round_ is not None:
                 round_.cancel()
-            await swarm.connect()
+            await swarm.connect(command.get("master"))
             round_ = loop.create_task(registration(swarm, timeout_s))
         elif op == "prepare":
             for agent in swarm.agents:

@@ -218,9 +218,14 @@ class Swarm:
 
     # ------------------------------------------------------------------ driving it
 
-    async def connect(self) -> None:
-        """Every agent not registered says hello, over its open socket or a new one;
-        returns once every needed connection was tried (and every hello sent)."""
+    async def connect(self, master: str | None = None) -> None:
+        """Every agent not registered says hello, over its open socket or a new one (to
+        `master` from now on, if given: a newly elected leader elsewhere); returns once
+        every needed connection was tried (and every hello sent)."""
+        if master is not None:
+            self.master = master
+            self.host, port = master.rsplit(":", 1)
+            self.port = int(port)
         started = time.monotonic()
         for chan in self.channels:
             if chan.is_open:
