@@ -94,7 +94,6 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=300.0)
     args = parser.parse_args()
     limit = raise_open_file_limit()
-    tune_for_service()
     spec = SwarmSpec(tasks_per_agent=args.tasks_per_agent, frameworks=args.frameworks)
     options = SwarmOptions(
         agents_per_socket=args.agents_per_socket,
@@ -105,6 +104,7 @@ def main() -> None:
 
     async def run() -> None:
         swarm = Swarm.build(args.master, spec, args.agents, args.first_index, options)
+        tune_for_service()  # after the build: the agents' state is never scanned again
         emit("ready", fd_limit=limit, cpu_s=cpu_s())
         await serve(swarm, args.timeout_s)
 
