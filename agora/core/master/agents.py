@@ -371,6 +371,10 @@ def mark_unreachable(master: MasterCore, agent: Agent, now: float, why: str) -> 
         _bound_unreachable(master, framework)
     for executor in list(agent.all_executors()):
         master.remove_executor(executor, recover=False)
+    if agent.connected:
+        # A partitioned connection can come back to life when the network heals; the
+        # agent must re-register instead (it then hears of this close and reconnects).
+        master.emit(cmd.DropAgentConnection(agent.connection_id, "agent marked unreachable"))
     master.drop_agent_record(agent)
     master.unreachable_agents[agent.id] = UnreachableAgent(agent.info, now)
     for framework in master.frameworks.values():
