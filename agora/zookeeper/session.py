@@ -58,6 +58,12 @@ T = TypeVar("T")
 Listener = Callable[["SessionState"], None]
 Watch = Callable[[], None]
 MULTI_READ_CHUNK = 1000  # operations per multiRead request
+# ZooKeeper drops the connection of a client whose request exceeds jute.maxbuffer
+# (1 MiB - 1 by default). The margin covers what the server adds to a transaction when it
+# logs it and sends it to followers.
+MAX_REQUEST_BYTES = 1_000_000
+MULTI_FRAMING_BYTES = 4 + 8 + 9  # length prefix, xid and opcode, the closing MultiHeader
+_MULTI_HEADER_BYTES = 9
 
 
 class SessionState(enum.Enum):
@@ -242,6 +248,11 @@ class ZooKeeperSession:
         return self._state
 
     @property
+    def closed(self) -> bool:
+        """True once `close()` was called: the session will never connect again."""
+        return self._closed
+
+    @property
     def session_id(self) -> int | None:
         """The current ZooKeeper session id (an ephemeral znode's `ephemeral_owner`)."""
         return self._session_id
@@ -273,8 +284,7 @@ class ZooKeeperSession:
             await self.wait_connected(timeout_s)
         except TimeoutError:
             raise ConnectionLossError(
-                f"no ZooKeeper server of {self.url.connect_string} answered "
-                f"within {timeout_s:g} s"
+                f"no ZooKeeper server of {self.url.connect_string} answered within {timeout_s:g} s"
             ) from None
 
     async def wait_connected(self, timeout_s: float) -> None:
@@ -380,13 +390,14 @@ class ZooKeeperSession:
     def _change(self, state: SessionState, session_id: int | None) -> None:
         if state is self._state and session_id == self._session_id:
             return
+        shown = _hex(session_id if session_id is not None else self._session_id)
         self._state = state
         self._session_id = session_id
         if state is SessionState.CONNECTED:
             self._connected.set()
         else:
             self._connected.clear()
-        log.info("ZooKeeper session %s: %s", _hex(session_id), state.value)
+        log.info("ZooKeeper session %s: %s", shown, state.value)
         for listener in list(self._listeners):
             try:
                 listener(state)
@@ -486,6 +497,16 @@ class ZooKeeperSession:
             ):
                 raise MultiError(index, op, translate(result, op.path))
         return results
+
+    def op_size(self, op: Op) -> int:
+        """Bytes `op` takes in a multi request (jute encoding, this session's ACL)."""
+        path = 4 + len(op.path.encode())
+        if isinstance(op, CreateOp):
+            acl = 4 + sum(12 + len(a.scheme.encode()) + len(a.id.encode()) for a in self.acl)
+            return _MULTI_HEADER_BYTES + path + 4 + len(op.data) + acl + 4
+        if isinstance(op, SetDataOp):
+            return _MULTI_HEADER_BYTES + path + 4 + len(op.data) + 4
+        return _MULTI_HEADER_BYTES + path + 4  # delete, check: path and version
 
     async def get_many(self, paths: Sequence[str]) -> list[bytes | None]:
         """The data of every path (None where the znode does not exist), in few requests."""
