@@ -109,6 +109,7 @@ class ZooKeeperNode:
     quorum_port: int = 0
     election_port: int = 0
     popen: subprocess.Popen[bytes] | None = None
+    wanted: bool = False  # started and not deliberately stopped or killed since
     history: list[int] = field(default_factory=list)  # pids of earlier incarnations
 
     @property
@@ -143,6 +144,7 @@ class ZooKeeperNode:
 
     def signal(self, signum: int, timeout_s: float) -> None:
         """Send `signum` and wait for the exit; SIGKILL if it has not exited by `timeout_s`."""
+        self.wanted = False
         if self.popen is None or not self.alive:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -278,10 +280,12 @@ class ZooKeeperEnsemble:
                 preexec_fn=_die_with_parent if main_thread else None,  # noqa: PLW1509
             )
         node.history.append(node.popen.pid)
+        node.wanted = True
 
     def wait_serving(self, timeout_s: float | None = None) -> None:
-        """Wait until every running node serves, and (ensemble) one of them leads."""
-        running = [node for node in self.nodes if node.popen is not None]
+        """Wait until every node started (and not stopped since) serves, and (ensemble) one
+        of them leads; ZooKeeperStartError if one of them exits meanwhile."""
+        running = [node for node in self.nodes if node.wanted]
 
         def serving() -> bool:
             for node in running:
