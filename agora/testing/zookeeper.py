@@ -61,7 +61,8 @@ def missing_zookeeper(java: str = "java", jars: Sequence[Path] = JARS) -> str | 
     if absent:
         return (
             f"ZooKeeper is not installed ({', '.join(absent)} missing): install Debian's "
-            f"'{DEBIAN_PACKAGE}' package (apt-get install --no-install-recommends {DEBIAN_PACKAGE})"
+            f"'{DEBIAN_PACKAGE}' package (apt-get install --no-install-recommends "
+            f"{DEBIAN_PACKAGE}; bin/test installs it)"
         )
     if shutil.which(java) is None:
         return f"no '{java}' on PATH: ZooKeeper needs Java (Debian's default-jre-headless)"
@@ -165,7 +166,7 @@ class ZooKeeperEnsemble:
         work_dir: Path | None = None,
         *,
         tick_time_ms: int = 2000,
-        heap_mb: int = 96,
+        heap_mb: int = 256,
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,
         force_sync: bool = True,

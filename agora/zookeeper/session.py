@@ -57,7 +57,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Listener = Callable[["SessionState"], None]
 Watch = Callable[[], None]
-MULTI_READ_CHUNK = 1000  # operations per multiRead request
+MULTI_READ_FIRST_CHUNK = 8  # znodes in the first multiRead of a bulk read
+MULTI_READ_MAX_CHUNK = 1000
+MULTI_READ_RESPONSE_BYTES = 1_000_000  # what a Java client would accept (jute.maxbuffer)
 # ZooKeeper drops the connection of a client whose request exceeds jute.maxbuffer
 # (1 MiB - 1 by default). The margin covers what the server adds to a transaction when it
 # logs it and sends it to followers.
@@ -517,11 +519,13 @@ class ZooKeeperSession:
         results = await self._read_many(GET_CHILDREN, paths)
         return [r if isinstance(r, list) else None for r in results]
 
-    async def _read_many(
-        self, kind: int, paths: Sequence[str], chunk: int = MULTI_READ_CHUNK
-    ) -> list[ReadResult | None]:
+    async def _read_many(self, kind: int, paths: Sequence[str]) -> list[ReadResult | None]:
+        """multiRead in chunks. ZooKeeper builds each response whole in its heap, so a chunk
+        is sized from the bytes per znode seen so far to answer about
+        MULTI_READ_RESPONSE_BYTES (starting small: values may be up to 1 MB each)."""
         out: list[ReadResult | None] = []
-        for start in range(0, len(paths), chunk):
+        start, chunk, seen_bytes = 0, MULTI_READ_FIRST_CHUNK, 0
+        while start < len(paths):
             part = paths[start : start + chunk]
             what = f"multiRead of {len(part)} znodes under {part[0]}"
             results = await self._call(what, functools.partial(_multi_read, kind=kind, paths=part))
@@ -532,6 +536,10 @@ class ZooKeeperSession:
                     out.append(None)
                 else:
                     out.append(result)
+                    seen_bytes += len(result) if isinstance(result, bytes) else 0
+            start += len(part)
+            per_znode = max(seen_bytes / start, 1.0)
+            chunk = int(min(MULTI_READ_MAX_CHUNK, max(1, MULTI_READ_RESPONSE_BYTES / per_znode)))
         return out
 
 

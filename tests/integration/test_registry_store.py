@@ -431,3 +431,18 @@ def test_a_registry_on_digest_credentials_is_closed_to_others(
             await closing.close()
 
     run(main())
+
+
+def test_zookeeper_loads_large_values_in_bounded_reads(zk_url: str) -> None:
+    """12 MB of records: load() sizes its multiReads from what it has read so far."""
+
+    async def main() -> None:
+        store = await ZooKeeperStore.connect(zk_url)
+        values = {f"r{i:02}": bytes([i]) * 400_000 for i in range(30)}
+        await store.apply([[Put("big", key, value)] for key, value in values.items()])
+        reopened = await ZooKeeperStore.connect(zk_url)
+        assert await reopened.load() == {"big": values}
+        await reopened.close()
+        await store.close()
+
+    run(main())

@@ -25,8 +25,9 @@ Writes (see agora.master.registry.store for the contract):
   `retry_timeout_s`): a multi whose answer was lost may have been applied, and the retry, planned
   from a fresh listing, leaves the same records either way.
 
-load() lists kinds and keys and reads values with ZooKeeper's multiRead, 1000 records per
-request: ~50 ms for 10,000 small records (bench/zookeeper_store.py measures it).
+load() lists kinds and keys and reads the values with ZooKeeper's multiRead, many records per
+request (up to 1000, sized to ~1 MB responses from what it has read so far): 10,000 records of
+300 bytes load in about 0.1 s (bench/zookeeper_store.py measures it).
 """
 
 from __future__ import annotations
@@ -197,11 +198,11 @@ class ZooKeeperStore:
             changes.append(_Change(encode_name(change.kind), encode_name(change.key), value))
         return changes
 
-    def _worst_size(self, transaction: list[_Change]) -> int:
-        """Request bytes of `transaction` if every put creates its record and its kind."""
-        size = 0
-        for kind in {change.kind for change in transaction if change.value is not None}:
-            size += self.session.op_size(CreateOp(self._path(kind), b""))
+    def _worst_size(self, transaction: list[_Change], kinds: frozenset[str] = frozenset()) -> int:
+        """Request bytes of `transaction` if every put creates its record, and its kind unless
+        the kind is in `kinds` (created earlier in the same multi)."""
+        new_kinds = {change.kind for change in transaction if change.value is not None} - kinds
+        size = sum(self.session.op_size(CreateOp(self._path(kind), b"")) for kind in new_kinds)
         for change in transaction:
             path = self._path(change.kind, change.key)
             op: Op = DeleteOp(path) if change.value is None else CreateOp(path, change.value)
@@ -214,19 +215,21 @@ class ZooKeeperStore:
         if self.fence is not None:
             budget -= self.session.op_size(CheckOp(self.fence))
         batches: list[list[list[_Change]]] = []
-        used = budget
+        used, kinds = budget, frozenset[str]()
         for transaction in transactions:
-            size = self._worst_size(transaction)
-            if size > budget:
+            alone = self._worst_size(transaction)
+            if alone > budget:
                 raise StoreError(
-                    f"a registry transaction of {len(transaction)} changes needs {size:,} bytes, "
+                    f"a registry transaction of {len(transaction)} changes needs {alone:,} bytes, "
                     f"over ZooKeeper's {budget:,}-byte request limit (split it or shrink values)"
                 )
+            size = self._worst_size(transaction, kinds)
             if used + size > budget:
                 batches.append([])
-                used = 0
+                used, kinds, size = 0, frozenset(), alone
             batches[-1].append(transaction)
             used += size
+            kinds |= {change.kind for change in transaction if change.value is not None}
         return batches
 
     async def _write(self, batch: list[list[_Change]]) -> None:
