@@ -271,6 +271,7 @@ class Contender:
         self._follower = _ChildrenFollower(session, self.path, self._on_children)
         self._changed = asyncio.Event()
         self._remove_listener: Callable[[], None] | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -376,7 +377,7 @@ class Contender:
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
-        asyncio.get_running_loop().create_task(self._follower.close())
+        self._closing = asyncio.get_running_loop().create_task(self._follower.close())
 
     async def withdraw(self) -> None:
         """Give up the candidacy: LOST now, and the znode deleted (if this session still

@@ -320,7 +320,7 @@ class ZooKeeperSession:
         if client is not None:
             await self._in_thread(lambda: self._stop_client(client))
         self._change(SessionState.LOST, None)
-        self._thread.shutdown(wait=True)
+        self._thread.shutdown(wait=False)  # idle by now: the stop above was its last work
 
     @staticmethod
     def _stop_client(client: _Client) -> None:
