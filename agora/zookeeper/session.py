@@ -205,7 +205,20 @@ class _Client:
 
     def __init__(self, kazoo: Any) -> None:
         self.kazoo = kazoo
-        self.pending: set[asyncio.Future[Any]] = set()
+        self.pending: set[asyncio.Future[Any]] = set()  # touched on the event loop only
+
+    def stop(self) -> None:
+        """End the session (blocking: call it in a worker thread)."""
+        try:
+            self.kazoo.stop()
+            self.kazoo.close()
+        except Exception:  # a client that never connected has nothing to close
+            log.debug("stopping a kazoo client", exc_info=True)
+
+    def fail_pending(self) -> None:
+        """On the loop, after stop(): nothing more will answer these requests."""
+        for future in list(self.pending):
+            _fail(future, ConnectionLossError("the ZooKeeper session was closed"))
 
 
 class ZooKeeperSession:
@@ -318,19 +331,10 @@ class ZooKeeperSession:
         client, self._client = self._client, None
         self._cancel_expiry()
         if client is not None:
-            await self._in_thread(lambda: self._stop_client(client))
+            await self._in_thread(client.stop)
+            client.fail_pending()
         self._change(SessionState.LOST, None)
         self._thread.shutdown(wait=False)  # idle by now: the stop above was its last work
-
-    @staticmethod
-    def _stop_client(client: _Client) -> None:
-        try:
-            client.kazoo.stop()
-            client.kazoo.close()
-        except Exception:  # a client that never connected has nothing to close
-            log.debug("stopping a kazoo client", exc_info=True)
-        for future in list(client.pending):
-            future.get_loop().call_soon_threadsafe(_fail, future, ConnectionLossError("closed"))
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
@@ -383,7 +387,8 @@ class ZooKeeperSession:
 
         def replace() -> None:
             if old is not None:
-                self._stop_client(old)
+                old.stop()
+                self._from_kazoo_thread(old.fail_pending)
             if not self._closed:
                 new.kazoo.start_async()
 

@@ -78,6 +78,12 @@ class Masters:
     def close(self) -> None:
         for port in list(self.sessions):
             self.stop(port)
+
+        async def drain() -> None:  # contenders wind down in tasks of their own
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.gather(*others, return_exceptions=True)
+
+        self.call(drain)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
