@@ -17,7 +17,6 @@ Debian package or Java not installed), and ZooKeeperMissing is raised with that 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import shutil
 import signal
 import socket
@@ -96,10 +95,14 @@ def four_letter_word(port: int, word: str = "srvr", timeout_s: float = 1.0) -> s
     return b"".join(chunks).decode(errors="replace")
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL me when the thread that spawned me dies (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes the server die when we do (kill -9 of a test run must not
+    leave Java processes behind): util-linux's setpriv sets the parent-death signal and
+    execs. The signal follows the thread that spawned the child, so only the main thread's
+    children get it; no Python runs between fork and exec (kazoo's threads make that unsafe)."""
+    if shutil.which("setpriv") and threading.current_thread() is threading.main_thread():
+        return ["setpriv", "--pdeathsig", "KILL", "--"]
+    return []
 
 
 @dataclass
@@ -249,6 +252,7 @@ class ZooKeeperEnsemble:
     def _command(self, node: ZooKeeperNode) -> list[str]:
         conf = node.directory / "conf"
         return [
+            *_die_with_parent(),
             self.java,
             f"-Xmx{self.heap_mb}m",
             "-XX:+UseSerialGC",
@@ -269,7 +273,6 @@ class ZooKeeperEnsemble:
         (conf / "zoo.cfg").write_text(self._config(node))
         (conf / "log4j.properties").write_text(LOG4J)
         (node.directory / "data" / "myid").write_text(f"{node.myid}\n")
-        main_thread = threading.current_thread() is threading.main_thread()
         with (node.log_dir / "zookeeper.out").open("ab") as out:
             node.popen = subprocess.Popen(
                 self._command(node),
@@ -277,8 +280,6 @@ class ZooKeeperEnsemble:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                # Dies with us when spawned from the main thread (PDEATHSIG follows the thread).
-                preexec_fn=_die_with_parent if main_thread else None,  # noqa: PLW1509
             )
         node.history.append(node.popen.pid)
         node.wanted = True
