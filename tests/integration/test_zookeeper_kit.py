@@ -3,7 +3,6 @@ come back on demand, and leave no process behind."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,7 @@ from agora.testing.zookeeper import (
     four_letter_word,
     missing_zookeeper,
 )
-
-
-def running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.integration.agent_kit import alive
 
 
 def test_a_standalone_server_serves_and_leaves_nothing(tmp_path: Path) -> None:
@@ -37,7 +29,7 @@ def test_a_standalone_server_serves_and_leaves_nothing(tmp_path: Path) -> None:
         assert len(pids) == 1
         log = (server.nodes[0].log_dir / "zookeeper.log").read_text()
         assert "binding to port" in log  # log4j writes the server's log where we said
-    assert not any(running(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert not server.pids()
 
 
@@ -49,7 +41,7 @@ def test_an_ensemble_fails_over_and_takes_a_node_back(
     leader = zookeeper_ensemble.leader_index()
     killed_pid = zookeeper_ensemble.nodes[leader].popen.pid  # type: ignore[union-attr]
     zookeeper_ensemble.kill_node(leader)
-    assert not running(killed_pid)
+    assert not alive(killed_pid)
     zookeeper_ensemble.wait_serving(timeout_s=30)  # the two left elect a new leader
     assert zookeeper_ensemble.leader_index() != leader
     zookeeper_ensemble.restart_node(leader)
@@ -57,7 +49,7 @@ def test_an_ensemble_fails_over_and_takes_a_node_back(
     pids = zookeeper_ensemble.pids()
     assert len(pids) == 3
     zookeeper_ensemble.stop()
-    assert not any(running(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
 
 
 def test_missing_zookeeper_is_named_clearly(tmp_path: Path) -> None:
