@@ -21,7 +21,7 @@ from agora.master.registry.sqlite_store import SqliteStore
 from agora.master.registry.store import Delete, Put, Store, StoreError, StoreFencedError
 from agora.master.registry.zookeeper_store import MAX_VALUE_BYTES, ZooKeeperStore
 from agora.testing.zookeeper import ZooKeeperEnsemble
-from agora.zookeeper.election import Contender
+from agora.zookeeper.election import Candidacy, Contender
 from agora.zookeeper.session import NoAuthError, ZooKeeperSession
 from agora.zookeeper.url import parse_zk_url
 
@@ -444,5 +444,30 @@ def test_zookeeper_loads_large_values_in_bounded_reads(zk_url: str) -> None:
         assert await reopened.load() == {"big": values}
         await reopened.close()
         await store.close()
+
+    run(main())
+
+
+def test_a_write_waits_out_a_short_zookeeper_outage(own_zookeeper: ZooKeeperEnsemble) -> None:
+    """The server is down and back within the session timeout: the session, the candidacy
+    and so the fence survive, and a write issued meanwhile lands once it is back."""
+    url = own_zookeeper.url("/mesos")
+
+    async def main() -> None:
+        master = await started(url, session_timeout_s=10.0)
+        contender = Contender(master, b"{}")
+        store = ZooKeeperStore(master, fence=await contender.start())
+        await store.apply([[Put("agents", "a1", b"before")]])
+        own_zookeeper.kill_node(0)
+        await contender.wait_for(Candidacy.SUSPENDED, timeout_s=5)
+        write = asyncio.ensure_future(store.apply([[Put("agents", "a1", b"during")]]))
+        await asyncio.sleep(0)  # the write is under way while no server answers
+        assert not write.done()
+        await asyncio.to_thread(own_zookeeper.restart_node, 0)
+        await asyncio.wait_for(write, 15)
+        await contender.wait_for(Candidacy.LEADING, timeout_s=5)
+        assert contender.znode == store.fence
+        assert (await store.load())["agents"]["a1"] == b"during"
+        await master.close()
 
     run(main())

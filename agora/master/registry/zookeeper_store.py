@@ -148,18 +148,24 @@ class ZooKeeperStore:
 
     async def load(self) -> dict[str, dict[str, bytes]]:
         async with self._lock:
-            try:
-                known = await self._list()
-                paths = [self._path(kind, key) for kind, keys in known.items() for key in keys]
-                values = await self.session.get_many(paths)
-            except ZooKeeperError as error:
-                raise StoreError(f"registry {self.base}: {error}") from None
+            while True:
+                try:
+                    pairs, values = await self._read_all()
+                    break
+                except ConnectionLossError as error:
+                    await self._reconnect(error)
+                except ZooKeeperError as error:
+                    raise StoreError(f"registry {self.base}: {error}") from None
         out: dict[str, dict[str, bytes]] = {}
-        pairs = ((kind, key) for kind, keys in known.items() for key in keys)
         for (kind, key), value in zip(pairs, values, strict=True):
-            if value is not None:
+            if value is not None:  # None: deleted between the listing and the read
                 out.setdefault(decode_name(kind), {})[decode_name(key)] = value
         return out
+
+    async def _read_all(self) -> tuple[list[tuple[str, str]], list[bytes | None]]:
+        known = await self._list()
+        pairs = [(kind, key) for kind, keys in known.items() for key in keys]
+        return pairs, await self.session.get_many([self._path(k, n) for k, n in pairs])
 
     async def _list(self) -> dict[str, set[str]]:
         """Every kind and key present (and remember them for planning writes)."""
