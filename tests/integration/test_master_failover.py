@@ -135,3 +135,30 @@ def test_masters_announce_themselves_in_the_mesos_layout(
     finally:
         client.stop()
         client.close()
+
+
+def test_a_scheduler_given_the_zk_url_follows_the_leader(
+    masters: LocalCluster, zk_url: str
+) -> None:
+    import asyncio
+
+    from agora.client import SchedulerDriver
+
+    async def scenario() -> None:
+        info = {"user": "root", "name": "ha", "failover_timeout": 60.0}
+        driver = SchedulerDriver(zk_url, info, subscribe_timeout_s=10.0)
+        framework_id = await driver.wait_subscribed(30.0)
+        first = driver.master
+        assert first == masters.master_address
+        await asyncio.to_thread(masters.kill_master)
+
+        async def resubscribed() -> None:
+            while driver.subscriptions < 2:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(resubscribed(), 40.0)
+        assert driver.framework_id == framework_id and driver.master != first
+        assert driver.master == await asyncio.to_thread(lambda: masters.master_address)
+        await driver.stop()
+
+    asyncio.run(scenario())
