@@ -39,6 +39,14 @@ class AgentConfig:
         return f"{self.ip}:{self.port}"
 
 
+class TimerKind(Enum):
+    RETRY = 1  # a status update's retry is due (key: (framework, task))
+    KILL = 2  # a built-in task's kill grace period is over (key: (framework, task))
+    REGISTRATION = 3  # a launched executor's time to subscribe is up (key: container)
+    SHUTDOWN = 4  # an executor's shutdown grace period is over (key: container)
+    CHECK = 5  # a health check or check is due (key: health.Key)
+
+
 class ExecutorKind(Enum):
     COMMAND = "command"  # the built-in command executor: one task, one process
     DEFAULT = "default"  # the built-in default executor: task groups, a process per task
