@@ -10,7 +10,9 @@ launched once per (framework, executor id) and talk to the agent over the execut
 This module holds the state, the master link, the timers and the helpers the handler
 modules share; the handlers live by noun beside it: `launching` (tasks, task groups and
 executors started), `processes` (exits, kills, executor shutdown), `checking` (health
-checks and checks) and `executor_api` (the executor HTTP API).
+checks and checks), `executor_api` (the executor HTTP API), `checkpointing` (the
+records a checkpointing framework leaves on disk) and `recovery` (an agent restarted on
+its work dir picks up where the last one stopped).
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
-from agora.core.agent import checking, executor_api, health, launching, processes
+from agora.core.agent import (
+    checking,
+    checkpointing,
+    executor_api,
+    health,
+    launching,
+    processes,
+    recovery,
+)
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
 from agora.core.agent.launch import duration_s, sandbox_path
@@ -55,6 +65,8 @@ class AgentCore:
         self.master_id: str | None = None
         self.connected = False
         self.registered = False
+        self.recovering = False  # waiting for recovered executors to re-subscribe
+        self.rebooted = False  # recovered from a checkpoint written before a reboot
         self.frameworks: dict[str, FrameworkInfo] = {}
         self.executors: dict[Key, Executor] = {}  # current run per (framework, executor)
         self.runs: dict[str, Executor] = {}  # container id -> run, until retired
@@ -83,6 +95,7 @@ class AgentCore:
             ev.ExecutorMessage: partial(executor_api.on_message, self),
             ev.ExecutorHeartbeat: partial(executor_api.on_heartbeat, self),
             ev.ExecutorStreamClosed: partial(executor_api.on_stream_closed, self),
+            ev.Recovered: partial(recovery.on_recovered, self),
         }
 
     # ================================================================ interface
@@ -116,6 +129,11 @@ class AgentCore:
     def new_uuid(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
 
+    def checkpoints(self, framework_id: str) -> bool:
+        """Does this framework's state survive an agent restart (FrameworkInfo.checkpoint)?"""
+        framework = self.frameworks.get(framework_id)
+        return framework is not None and framework.checkpoint
+
     def update(
         self,
         task: Task,
@@ -146,14 +164,18 @@ class AgentCore:
         self.push(task.framework_id, status)
 
     def push(self, framework_id: str, status: TaskStatus) -> None:
-        """Queue an update on its task's stream; sent now when it is the stream's head."""
+        """Queue an update on its task's stream: checkpointed (before it is forwarded)
+        when the framework checkpoints, sent now when it is the stream's head."""
         key = (framework_id, status.task_id)
         stream = self.streams.get(key)
         if stream is None:
             stream = self.streams[key] = StatusStream(framework_id, status.task_id)
         task = self.tasks.get(key)
+        fresh = not stream.closed and status.uuid not in stream.seen
         if task is not None and not task.state.is_terminal:
             task.state = status.state
+        if fresh and task is not None:
+            checkpointing.update(self, task, status)
         to_send = stream.push(status, self._now, self.registered)
         if to_send is not None:
             self.send_update(stream, to_send)
@@ -168,9 +190,9 @@ class AgentCore:
             self.arm(stream.retry_deadline, TimerKind.RETRY, (stream.framework_id, stream.task_id))
 
     def run_of(self, task: Task) -> Executor | None:
-        proc = self.procs.get(task.proc_id) if task.proc_id else None
-        if proc is not None:
-            return self.runs.get(proc[0])
+        run = self.runs.get(task.container_id)
+        if run is not None:
+            return run
         return self.executors.get((task.framework_id, task.executor_id))
 
     def new_run(
@@ -191,6 +213,7 @@ class AgentCore:
         run = Executor(framework_id, executor_id, kind, container_id, directory, raw, resources)
         self.executors[run.key] = run
         self.runs[container_id] = run
+        checkpointing.new_run(self, run)
         return run
 
     def retire(self, run: Executor, force: bool = False) -> None:
@@ -202,6 +225,7 @@ class AgentCore:
         if self.runs.pop(run.container_id, None) is not None:
             self.completed_executors.append(run)
             del self.completed_executors[:-_COMPLETED_EXECUTORS_KEPT]
+            checkpointing.run_completed(self, run)
 
     def terminate(self, run: Executor) -> None:
         """The run is over and none of its processes is left: release its container."""
@@ -218,9 +242,13 @@ class AgentCore:
         self.emit(cmd.ToExecutor(run.framework_id, run.executor_id, event))
 
     def remember_framework(self, framework: FrameworkInfo) -> None:
-        """The master sent (or re-sent) a framework's info: keep it."""
-        if framework.id is not None:
-            self.frameworks[framework.id] = framework
+        """The master sent (or re-sent) a framework's info: keep it, checkpointed."""
+        if framework.id is None:
+            return
+        changed = self.frameworks.get(framework.id) != framework
+        self.frameworks[framework.id] = framework
+        if changed:
+            checkpointing.framework(self, framework)
 
     # ================================================================ master link
 
@@ -264,10 +292,13 @@ class AgentCore:
         )
 
     def _on_disconnected(self, event: ev.MasterDisconnected) -> None:
+        was_registered = self.registered
         self.connected = False
         self.registered = False
         for stream in self.streams.values():
             stream.pause()
+        if event.refusal is not None and not was_registered:
+            recovery.on_refused(self, event.refusal)
 
     def _on_master(self, event: ev.FromMaster) -> None:
         message = event.message
@@ -300,7 +331,9 @@ class AgentCore:
             self.emit(cmd.Stop(message.message))
 
     def _on_registered(self, agent_id: str, master_id: str) -> None:
-        self.agent_id = agent_id
+        if agent_id != self.agent_id:
+            self.agent_id = agent_id
+            self.emit(cmd.Checkpoint(checkpointing.agent_record(self, agent_id)))
         self.master_id = master_id
         self.registered = True
         for stream in self.streams.values():
@@ -317,6 +350,9 @@ class AgentCore:
         if not matched:
             self.emit(cmd.Log("debug", "unexpected acknowledgement", {"task_id": key[1]}))
             return
+        task = self.tasks.get(key)
+        if task is not None:
+            checkpointing.acknowledgement(self, task, message.uuid)
         if to_send is not None:
             self.send_update(stream, to_send)
         if stream.closed:
@@ -354,3 +390,5 @@ class AgentCore:
                 processes.shutdown_due(self, self.runs.get(key))
             elif kind is TimerKind.CHECK:
                 checking.run_check(self, key)
+            elif kind is TimerKind.REREGISTRATION:
+                recovery.reregistration_timeout(self, self.runs.get(key))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
-from agora.core.agent import launching
+from agora.core.agent import launching, recovery
 from agora.core.agent.model import Executor, ExecutorKind, ExecutorState
 from agora.core.master import commands as mcmd
 from agora.core.master.info import AgentInfo, FrameworkInfo, TaskStatus
@@ -85,6 +85,7 @@ def on_subscribe(core: AgentCore, event: ev.ExecutorSubscribe) -> None:
         core.emit(cmd.Reply(event.request_id, 400, "The executor has terminated"))
         return
     core.emit(cmd.OpenExecutorStream(event.request_id, run.framework_id, run.executor_id))
+    resubscribed = run.reregistering  # a recovered executor, back after an agent restart
     run.subscribed = True
     run.registration_deadline = None
     framework = core.frameworks[run.framework_id]
@@ -96,6 +97,8 @@ def on_subscribe(core: AgentCore, event: ev.ExecutorSubscribe) -> None:
     run.state = ExecutorState.RUNNING
     for status in event.unacknowledged_updates:
         accept_update(core, run, status)
+    if resubscribed:
+        recovery.executor_resubscribed(core, run, event.unacknowledged_tasks)
     for task in list(run.tasks.values()):
         if not task.delivered and not task.state.is_terminal:
             launching.deliver(core, run, task)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from agora.core.agent import checkpointing, processes
 from agora.core.agent import commands as cmd
-from agora.core.agent import processes
 from agora.core.agent.launch import InvalidCommandError, command_argv, command_environment
 from agora.core.agent.model import Executor, ExecutorKind, ExecutorState, Task, TimerKind
 from agora.core.container.config import ContainerConfig, task_user
@@ -44,7 +44,14 @@ def _launch_command_task(core: AgentCore, framework_id: str, launch: mcmd.TaskLa
     }
     run = core.new_run(framework_id, launch.task_id, ExecutorKind.COMMAND, raw, launch.resources)
     run.state = ExecutorState.RUNNING
-    task = Task(framework_id, launch.task_id, launch, launch.task_id, proc_id=run.proc_id)
+    task = Task(
+        framework_id,
+        launch.task_id,
+        launch,
+        launch.task_id,
+        proc_id=run.proc_id,
+        container_id=run.container_id,
+    )
     _start_builtin(core, run, task, run.directory, command)
 
 
@@ -70,6 +77,7 @@ def _start_builtin(
 def add_task(core: AgentCore, run: Executor, task: Task) -> None:
     run.tasks[task.task_id] = task
     core.tasks[task.key] = task
+    checkpointing.new_task(core, run, task)
 
 
 def builtin_sandbox(run: Executor, task: Task) -> str:
@@ -103,6 +111,7 @@ def run_task_group(core: AgentCore, message: mcmd.RunTaskGroup) -> None:
             spec.executor_id,
             proc_id=f"{run.container_id}/{launch.task_id}",
             group=group,
+            container_id=run.container_id,
         )
         _start_builtin(core, run, task, builtin_sandbox(run, task), launch.raw.get("command"))
 
@@ -113,7 +122,9 @@ def _launch_custom_task(
     run = core.executors.get((framework_id, spec.executor_id))
     if run is None or run.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
         run = _start_custom_executor(core, framework_id, spec)
-    task = Task(framework_id, launch.task_id, launch, spec.executor_id)
+    task = Task(
+        framework_id, launch.task_id, launch, spec.executor_id, container_id=run.container_id
+    )
     add_task(core, run, task)
     if run.state is not ExecutorState.TERMINATED:
         resources = run.resources
@@ -205,6 +216,7 @@ def container_config(
         user=task_user(command, framework.user if framework else None, core.config.switch_user),
         container_info=info if isinstance(info, Mapping) else None,
         uris=tuple(u for u in uris if isinstance(u, Mapping)) if isinstance(uris, list) else (),
+        checkpoint=core.checkpoints(run.framework_id),
     )
 
 

@@ -45,6 +45,7 @@ class TimerKind(Enum):
     REGISTRATION = 3  # a launched executor's time to subscribe is up (key: container)
     SHUTDOWN = 4  # an executor's shutdown grace period is over (key: container)
     CHECK = 5  # a health check or check is due (key: health.Key)
+    REREGISTRATION = 6  # recovered executors' time to re-subscribe is up (key: container)
 
 
 class ExecutorKind(Enum):
@@ -73,6 +74,7 @@ class Task:
     kill_deadline: float | None = None
     delivered: bool = False  # custom executors: LAUNCH sent
     exited: bool = False  # its process ended (built-in executors)
+    container_id: str = ""  # its executor run's container
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,6 +101,8 @@ class Executor:
     next_group: int = 1
     limitation: Limitation | None = None  # why the containerizer stopped it
     destroyed: bool = False  # DestroyContainer sent
+    recovered: bool = False  # rebuilt from the checkpoint after an agent restart
+    reregistering: bool = False  # recovered custom executor, not yet re-subscribed
 
     @property
     def key(self) -> tuple[str, str]:
