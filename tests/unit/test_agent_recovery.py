@@ -134,6 +134,22 @@ def test_a_start_the_agent_did_not_hear_of_is_reported(tmp_path: Path) -> None:
     assert [s.state for s in stream.pending] == [TaskState.STARTING, TaskState.RUNNING]
 
 
+def test_a_kill_under_way_is_seen_through(tmp_path: Path) -> None:
+    agent = CheckpointedAgent(tmp_path)
+    agent.start()
+    proc, _ = launched(agent, "t1", fw=framework("TASK_KILLING_STATE"))
+    agent.handle(ev.FromMaster(mcmd.KillTask(FW, "t1")))
+    out = agent.restart((running(proc),))
+    assert of(out, cmd.SignalProcess) == [cmd.SignalProcess(proc, cmd.SIGTERM)]
+    assert updates(out) == [] and [s.state for s in agent.core.streams[(FW, "t1")].pending] == [
+        TaskState.STARTING,
+        TaskState.RUNNING,
+        TaskState.KILLING,
+    ]
+    out = agent.handle(ev.Tick(), 103.0)  # the built-in 3 s grace
+    assert of(out, cmd.SignalProcess) == [cmd.SignalProcess(proc, cmd.SIGKILL)]
+
+
 def test_exits_while_the_agent_was_away_are_reported_as_they_ended(tmp_path: Path) -> None:
     agent = CheckpointedAgent(tmp_path)
     agent.start()
@@ -289,6 +305,19 @@ def test_an_executor_that_exited_while_the_agent_was_away_fails_its_tasks(
     assert out[-1] == cmd.RecoveryComplete()
     failed = agent.core.streams[(FW, "t1")].pending[-1]
     assert (failed.state, failed.reason) == (TaskState.FAILED, Reason.EXECUTOR_TERMINATED)
+
+
+def test_an_executor_exit_while_away_is_told_to_the_master_once_registered(
+    tmp_path: Path,
+) -> None:
+    agent = CheckpointedAgent(tmp_path)
+    agent.start()
+    proc = subscribed(agent)
+    out = agent.restart((exited(proc, 1 << 8),))
+    assert not of(out, cmd.SendExecutorExited)
+    out = agent.register()
+    assert of(out, cmd.SendExecutorExited) == [cmd.SendExecutorExited(FW, "ex", 1 << 8)]
+    assert not of(agent.register(), cmd.SendExecutorExited)  # told once
 
 
 def test_an_unacknowledged_executor_update_is_not_taken_twice(tmp_path: Path) -> None:

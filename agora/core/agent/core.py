@@ -74,6 +74,8 @@ class AgentCore:
         self.tasks: dict[Key, Task] = {}  # until their terminal update is acknowledged
         self.streams: dict[Key, StatusStream] = {}
         self.procs: dict[str, tuple[str, str | None]] = {}  # proc id -> (container, task)
+        # Executor exits to tell the master once registered (they happened while away).
+        self.unreported_exits: list[cmd.SendExecutorExited] = []
         self.total = config.info.resources
         self._out: list[cmd.AgentCommand] = []
         self._timers: list[tuple[float, int, TimerKind, Any]] = []
@@ -234,6 +236,15 @@ class AgentCore:
             run.destroyed = True
             self.emit(cmd.DestroyContainer(run.container_id))
 
+    def executor_exited(self, run: Executor, wait_status: int) -> None:
+        """Tell the master an executor is gone (it frees the executor's resources) now,
+        or once this agent is registered again."""
+        report = cmd.SendExecutorExited(run.framework_id, run.executor_id, wait_status)
+        if self.registered:
+            self.emit(report)
+        else:
+            self.unreported_exits.append(report)
+
     def executor_grace_s(self, run: Executor) -> float:
         grace = duration_s(run.raw.get("shutdown_grace_period"))
         return self.config.executor_shutdown_grace_period_s if grace is None else grace
@@ -336,6 +347,9 @@ class AgentCore:
             self.emit(cmd.Checkpoint(checkpointing.agent_record(self, agent_id)))
         self.master_id = master_id
         self.registered = True
+        for report in self.unreported_exits:
+            self.emit(report)
+        self.unreported_exits.clear()
         for stream in self.streams.values():
             head = stream.resume(self._now)
             if head is not None:

@@ -60,7 +60,7 @@ def on_launch_failed(core: AgentCore, event: ev.ProcessLaunchFailed) -> None:
                     reason=Reason.CONTAINER_LAUNCH_FAILED,
                     message=f"Failed to launch the executor: {event.error}",
                 )
-        core.emit(cmd.SendExecutorExited(run.framework_id, run.executor_id, 1 << 8))
+        core.executor_exited(run, 1 << 8)
         core.retire(run)
         return
     task = run.tasks.get(proc[1])
@@ -124,7 +124,7 @@ def builtin_done(core: AgentCore, run: Executor) -> None:
     if any(not t.exited for t in run.tasks.values()):
         return
     if run.kind is ExecutorKind.DEFAULT and run.state is not ExecutorState.TERMINATED:
-        core.emit(cmd.SendExecutorExited(run.framework_id, run.executor_id, 0))
+        core.executor_exited(run, 0)
     core.terminate(run)
     core.retire(run)
 
@@ -139,7 +139,7 @@ def custom_executor_exited(
     run.wait_status = wait_status
     run.subscribed = False
     core.emit(cmd.CloseExecutorStream(run.framework_id, run.executor_id))
-    core.emit(cmd.SendExecutorExited(run.framework_id, run.executor_id, wait_status))
+    core.executor_exited(run, wait_status)
     limitation = (
         limitation
         or run.limitation
@@ -203,7 +203,9 @@ def kill(
         kill_builtin(core, target, grace)
 
 
-def kill_builtin(core: AgentCore, task: Task, grace_s: float) -> None:
+def kill_builtin(core: AgentCore, task: Task, grace_s: float, announce: bool = True) -> None:
+    """SIGTERM a built-in task's process, SIGKILL after `grace_s`; TASK_KILLING first
+    for frameworks that want it (unless `announce` is false: it was sent already)."""
     if task.exited or task.state.is_terminal or task.proc_id is None:
         return
     deadline = core.now + grace_s
@@ -214,7 +216,7 @@ def kill_builtin(core: AgentCore, task: Task, grace_s: float) -> None:
         return
     task.killing = True
     framework = core.frameworks.get(task.framework_id)
-    if framework is not None and framework.has(TASK_KILLING_STATE):
+    if announce and framework is not None and framework.has(TASK_KILLING_STATE):
         core.update(task, TaskState.KILLING)
     core.emit(cmd.SignalProcess(task.proc_id, cmd.SIGTERM))
     task.kill_deadline = deadline

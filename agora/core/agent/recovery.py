@@ -39,7 +39,7 @@ from agora.core.agent import checking, launching, processes
 from agora.core.agent import commands as cmd
 from agora.core.agent import events as ev
 from agora.core.agent.checkpoint import ForgetAgent, RecoveredRun, RecoveredTask
-from agora.core.agent.launch import sandbox_path
+from agora.core.agent.launch import kill_grace_s, sandbox_path
 from agora.core.agent.model import Executor, ExecutorKind, ExecutorState, Task, TimerKind
 from agora.core.agent.stream import StatusStream
 from agora.core.durations import stout_duration
@@ -186,10 +186,15 @@ def _recover_builtin_tasks(
         config = launching.container_config(core, run, first, sandbox, command)
         core.emit(cmd.RecoverContainer(config, adopted))
     for task in run.tasks.values():
-        if task.proc_id in adopted and task.state is TaskState.STARTING:
+        if task.proc_id not in adopted:
+            continue
+        if task.state is TaskState.STARTING:
             processes.task_started(core, task)  # the agent died before it heard of the start
-        elif task.proc_id in adopted and task.state is TaskState.RUNNING:
+        elif task.state is TaskState.RUNNING:
             checking.start_checks(core, task)
+        elif task.state is TaskState.KILLING:  # a kill was under way: see it through
+            grace_s = kill_grace_s(task.launch.raw, None)
+            processes.kill_builtin(core, task, grace_s, announce=False)
     for proc in exits:  # ended while the agent was away: as if it had seen them end
         assert proc.wait_status is not None
         processes.on_exited(core, ev.ProcessExited(proc.proc_id, proc.wait_status))
