@@ -25,16 +25,23 @@ last run.
 
 Durability. Info files are replaced atomically: written to `<name>.tmp`, fsynced,
 renamed over the old one, and the directory fsynced. An update log line is appended
-and the file fsynced. New directories get their parent fsynced. The fsyncs a batch of
-records needs are made by `sync()`, which the agent calls before it carries out any
-command that follows a record (an update is forwarded only once it is durable), so a
-burst of records in one event costs one fsync per file touched, not one per record.
+and the file fsynced (fdatasync). New directories get their parent fsynced. The fsyncs
+a batch of records needs are made by `sync()`, which the agent calls before it carries
+out any command that follows an `urgent` record (an update is forwarded only once it is
+durable), so a burst of records in one event costs one fsync per file touched, not one
+per record. Acknowledgements and the removal of finished runs are not urgent: nothing
+the agent does next depends on them, and losing them in a crash costs only a duplicate
+(the update is sent again after recovery and the master, which remembers acknowledged
+uuids, acknowledges it again; a run whose removal was lost is found finished and removed
+again). They are group-committed by the next sync, which the agent makes at the latest
+`LAZY_SYNC_S` later; a finished run removed before that needs no fsync at all.
 
 Update log records are lines `<crc32, 8 hex digits> <JSON>\\n`, the JSON either
 `{"type": "UPDATE", "status": TaskStatus}` or `{"type": "ACK", "uuid": base64}`.
 
 Recovery. A torn last line (no newline: the agent died while appending) is dropped and
-the file truncated to the last whole record, always (Mesos does the same). A complete
+the file truncated to the last whole record, always (Mesos does the same); so is a tail
+that starts with NUL bytes (the unwritten blocks of appends that were never synced). A complete
 record that fails its checksum or does not parse, and any info file that does not
 parse, is corruption: with `strict` (the default, as Mesos's --strict) recovery stops
 with a RecoveryError naming the file, and the agent does not start; without it the
@@ -90,6 +97,7 @@ from agora.wire.mesos_json import WireError, status_from_json, status_to_json
 log = logging.getLogger("agora.agent.checkpoint")
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+LAZY_SYNC_S = 1.0  # acknowledgements are durable at most this much later
 LATEST = "latest"
 Json = dict[str, Any]
 
@@ -160,7 +168,7 @@ def read_log(data: bytes, path: RunPath, task_id: str) -> LogRead:
     offset = 0
     while offset < len(data):
         end = data.find(b"\n", offset)
-        if end < 0:
+        if end < 0 or data[offset] == 0:
             result.torn = True
             break
         try:
@@ -237,7 +245,7 @@ def replace_file(path: str, data: bytes, sync_dir: bool = True) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -259,6 +267,7 @@ class CheckpointStore:
         self.agent_id: str | None = None
         self._appends: dict[str, int] = {}  # update logs written since the last sync
         self._dirs: set[str] = set()  # directories whose entries changed since then
+        self.urgent = False  # a record written since the last sync must be durable first
 
     # ------------------------------------------------------------------ paths
 
@@ -290,6 +299,7 @@ class CheckpointStore:
 
     def write(self, record: CheckpointRecord) -> None:
         """Apply one record; it is durable after the next `sync()`."""
+        self.urgent = self.urgent or not isinstance(record, AckRecord | RunCompleted)
         if isinstance(record, UpdateRecord | AckRecord):
             self._append(
                 os.path.join(self.task_dir(record.path, record.task_id), "task.updates"),
@@ -318,9 +328,10 @@ class CheckpointStore:
         """Make every record written since the last sync durable."""
         appends, self._appends = self._appends, {}
         dirs, self._dirs = self._dirs, set()
+        self.urgent = False
         for fd in appends.values():
             try:
-                os.fsync(fd)
+                os.fdatasync(fd)
             finally:
                 os.close(fd)
         for directory in sorted(dirs, key=len, reverse=True):
@@ -377,17 +388,14 @@ class CheckpointStore:
     def _remove_run(self, path: RunPath) -> None:
         run = self.run_dir(path)
         self._close_under(run)
-        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)  # not synced: see "Durability" above
         runs = os.path.dirname(run)
-        self._dirs.add(runs)
         try:
             left = [n for n in os.listdir(runs) if n != LATEST and not n.endswith(".tmp")]
         except FileNotFoundError:
             return
         if not left:  # the executor's last run: its executor.info goes too
-            executor = os.path.dirname(runs)
-            shutil.rmtree(executor, ignore_errors=True)
-            self._dirs.add(os.path.dirname(executor))
+            shutil.rmtree(os.path.dirname(runs), ignore_errors=True)
 
     def _write_agent(self, record: AgentRecord) -> None:
         self.agent_id = record.agent_id

@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from agora.agent.checkpoint import BOOT_ID_PATH, CheckpointStore, read_boot_id
+from agora.agent.checkpoint import BOOT_ID_PATH, LAZY_SYNC_S, CheckpointStore, read_boot_id
 from agora.agent.checks import CheckRunner
 from agora.agent.containerizer.containerizer import Containerizer
 from agora.agent.containerizer.options import ContainerizerOptions
@@ -86,6 +86,7 @@ class AgentService:
         self.recovered = False  # the core has the recovered state
         self._held: list[Message] = []  # supervisor reports that came before it
         self._procs_reply: asyncio.Future[list[Message]] | None = None
+        self._lazy_sync: asyncio.TimerHandle | None = None
         self.supervisor = SupervisorClient(config.work_dir, self._on_supervisor)
         self.containerizer = Containerizer(
             options.containerizer or ContainerizerOptions(config.work_dir, isolation=()),
@@ -175,6 +176,10 @@ class AgentService:
             stream.close()
         if self._timer is not None:
             self._timer.cancel()
+        if self._lazy_sync is not None:
+            self._lazy_sync.cancel()
+        with contextlib.suppress(OSError):
+            self.checkpoint.sync()
         await self.containerizer.stop()
         if self.options.cleanup_on_exit:
             await self.supervisor.shutdown(kill=True)
@@ -193,17 +198,27 @@ class AgentService:
                 if isinstance(command, cmd.Checkpoint):
                     self._checkpoint(command.record)
                     continue
-                if self.checkpoint.pending:
+                if self.checkpoint.urgent:
                     self.checkpoint.sync()
                 self._execute(command)
-            if self.checkpoint.pending:
+            if self.checkpoint.urgent:
                 self.checkpoint.sync()
+            elif self.checkpoint.pending and self._lazy_sync is None:
+                loop = asyncio.get_running_loop()
+                self._lazy_sync = loop.call_later(LAZY_SYNC_S, self._sync_lazily)
         except OSError as error:
             self._checkpoint_failed(error)
         if not self._rearm_scheduled:
             self._rearm_scheduled = True
             asyncio.get_running_loop().call_soon(self._rearm)
         return commands
+
+    def _sync_lazily(self) -> None:
+        self._lazy_sync = None
+        try:
+            self.checkpoint.sync()
+        except OSError as error:
+            self._checkpoint_failed(error)
 
     def _checkpoint(self, record: Any) -> None:
         try:

@@ -65,7 +65,7 @@ class CheckpointedAgent:
         for command in out:
             if isinstance(command, cmd.Checkpoint):
                 self.store.write(command.record)
-        self.store.sync()
+        self.store.sync()  # the shell syncs urgent records at once, the rest within 1 s
         return out
 
     def register(self, agent_id: str = "A1", now: float = 0.0) -> list[cmd.AgentCommand]:

@@ -30,6 +30,7 @@ from agora.core.agent.checkpoint import (
     FrameworkRecord,
     LogEntry,
     RecoveredTask,
+    RunCompleted,
     RunPath,
     RunRecord,
     TaskRecord,
@@ -141,6 +142,10 @@ def pending(store: CheckpointStore) -> bool:
     return store.pending  # through a call: mypy would keep `store.pending` narrowed
 
 
+def urgent(store: CheckpointStore) -> bool:
+    return store.urgent
+
+
 def updates_file(tmp_path: Path) -> Path:
     frameworks = tmp_path / "meta" / "slaves" / "A1" / "frameworks"
     return frameworks / FW / "executors" / "ex" / "runs" / "c-1" / "tasks" / "t1" / "task.updates"
@@ -177,6 +182,31 @@ def test_a_torn_tail_is_truncated_so_later_records_append_cleanly(tmp_path: Path
     store.sync()
     (run,) = CheckpointStore(str(tmp_path)).recover().runs
     assert run.tasks[0].stream().closed
+
+
+def test_a_tail_of_unwritten_blocks_counts_as_torn(tmp_path: Path) -> None:
+    written(tmp_path)
+    log = updates_file(tmp_path)
+    whole = log.read_bytes()
+    log.write_bytes(whole + b"\0" * 300 + b"\n")  # appends whose blocks never reached disk
+    (run,) = CheckpointStore(str(tmp_path)).recover().runs
+    assert len(run.tasks[0].log) == 3 and log.read_bytes() == whole
+
+
+def test_only_acknowledgements_and_removals_may_wait_for_a_later_sync(tmp_path: Path) -> None:
+    store = written(tmp_path)
+    store.write(AckRecord(PATH, "t1", b"b" * 16))
+    assert pending(store) and not urgent(store)
+    store.write(RunCompleted(PATH))
+    assert not urgent(store)
+    store.write(
+        UpdateRecord(
+            RunPath(FW, "ex", "c-2"), "t2", TaskStatus("t2", TaskState.RUNNING, uuid=b"c" * 16)
+        )
+    )
+    assert urgent(store)
+    store.sync()
+    assert not urgent(store) and not pending(store)
 
 
 def test_a_corrupt_record_stops_a_strict_recovery_and_is_dropped_otherwise(
