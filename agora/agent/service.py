@@ -114,15 +114,15 @@ class AgentService:
     async def start(self) -> None:
         """Recover, then (once the core says so) connect to the master. Raises
         checkpoint.RecoveryError when a strict recovery finds a corrupt checkpoint."""
+        await self.supervisor.connect()
+        procs = await self._list_processes()
+        if self.options.recover == "cleanup":  # no need to read what is wiped
+            await self._clean_up(len(procs))
+            return
         state = self.checkpoint.recover()
         boot_id = read_boot_id(self.options.boot_id_path)
         previous = self.checkpoint.previous_boot_id()
         rebooted = None not in (boot_id, previous) and boot_id != previous
-        await self.supervisor.connect()
-        procs = await self._list_processes()
-        if self.options.recover == "cleanup":
-            await self._clean_up(len(procs))
-            return
         processes = tuple(
             ev.SupervisedProcess(str(p["id"]), int(p["pid"]), p.get("status")) for p in procs
         )

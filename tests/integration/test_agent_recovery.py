@@ -242,3 +242,38 @@ def test_after_a_reboot_the_agent_keeps_its_id_and_its_tasks_are_gone(tmp_path: 
         meta = agent_work_dir(cluster) / "meta"
         assert (meta / "boot_id").read_text().strip() == "boot-2"
         fw.close()
+
+
+def test_a_corrupt_checkpoint_stops_the_agent_and_recover_cleanup_wipes_it(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    with recovery_cluster(tmp_path) as cluster:
+        fw = Framework(cluster.master_address, checkpoint=True)
+        fw.launch(fw.offer(), [command_task("long", "echo $$ > pid; exec sleep 300")])
+        fw.until(lambda: "TASK_RUNNING" in fw.states("long"), what="the task to run")
+        pid = pid_in(sandbox(cluster.agents[0], fw.id, "long"))
+        agent_id = cluster.registered_agents()[cluster.agents[0]]
+        cluster.kill_agent(0)
+        work = agent_work_dir(cluster)
+        info = work / "meta" / "slaves" / agent_id / "frameworks" / fw.id / "framework.info"
+        info.write_text('{"user": ')
+
+        def agent(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "agora", "agent", "--port", "0"]
+            command += ["--master", cluster.master_address, "--work-dir", str(work), *args]
+            return subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+
+        refused = agent()
+        assert refused.returncode != 0
+        assert "framework.info" in refused.stderr and "--no-strict" in refused.stderr
+        assert alive(pid)  # a refused recovery touches nothing
+
+        cleaned = agent("--recover", "cleanup")
+        assert cleaned.returncode == 0, cleaned.stderr
+        wait_for(lambda: not alive(pid), 10.0, "the leftover task to be killed")
+        assert not (work / "meta" / "slaves").exists()
+        assert cluster.restart_agent(0) == cluster.agents[0]
+        assert cluster.registered_agents()[cluster.agents[0]] != agent_id  # a new agent
+        fw.close()
