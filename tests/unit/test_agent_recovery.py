@@ -305,15 +305,7 @@ def test_an_executor_that_exited_while_the_agent_was_away_fails_its_tasks(
     assert out[-1] == cmd.RecoveryComplete()
     failed = agent.core.streams[(FW, "t1")].pending[-1]
     assert (failed.state, failed.reason) == (TaskState.FAILED, Reason.EXECUTOR_TERMINATED)
-
-
-def test_an_executor_exit_while_away_is_told_to_the_master_once_registered(
-    tmp_path: Path,
-) -> None:
-    agent = CheckpointedAgent(tmp_path)
-    agent.start()
-    proc = subscribed(agent)
-    out = agent.restart((exited(proc, 1 << 8),))
+    # The master hears of the exit (and frees the executor) once the agent is registered.
     assert not of(out, cmd.SendExecutorExited)
     out = agent.register()
     assert of(out, cmd.SendExecutorExited) == [cmd.SendExecutorExited(FW, "ex", 1 << 8)]

@@ -104,12 +104,20 @@ def on_subscribe(core: AgentCore, event: ev.ExecutorSubscribe) -> None:
             launching.deliver(core, run, task)
 
 
-def on_update(core: AgentCore, event: ev.ExecutorUpdate) -> None:
+def _subscribed_run(
+    core: AgentCore, event: ev.ExecutorUpdate | ev.ExecutorMessage
+) -> Executor | None:
+    """The calling executor's run, if it is subscribed (else the call is refused)."""
     run = _custom_run(core, event.request_id, event.framework_id, event.executor_id)
-    if run is None:
-        return
-    if not run.subscribed:
+    if run is not None and not run.subscribed:
         core.emit(cmd.Reply(event.request_id, 403, "Executor is not subscribed"))
+        return None
+    return run
+
+
+def on_update(core: AgentCore, event: ev.ExecutorUpdate) -> None:
+    run = _subscribed_run(core, event)
+    if run is None:
         return
     status = event.status
     problem = update_problem(status, run.executor_id)
@@ -139,11 +147,8 @@ def accept_update(core: AgentCore, run: Executor, status: TaskStatus) -> None:
 
 
 def on_message(core: AgentCore, event: ev.ExecutorMessage) -> None:
-    run = _custom_run(core, event.request_id, event.framework_id, event.executor_id)
+    run = _subscribed_run(core, event)
     if run is None:
-        return
-    if not run.subscribed:
-        core.emit(cmd.Reply(event.request_id, 403, "Executor is not subscribed"))
         return
     core.emit(cmd.Reply(event.request_id, 202))
     core.emit(cmd.SendExecutorMessage(run.framework_id, run.executor_id, event.data))
