@@ -23,6 +23,13 @@ from agora.master.service import MasterConfig
 @click.option("--agent-ping-timeout-s", default=15.0, show_default=True, type=float)
 @click.option("--max-agent-ping-timeouts", default=5, show_default=True, type=int)
 @click.option("--agent-reregister-timeout-s", default=600.0, show_default=True, type=float)
+@click.option(
+    "--registry",
+    type=click.Choice(["sqlite", "in_memory"]),
+    default="sqlite",
+    show_default=True,
+    help="Where the registry lives: <work-dir>/registry.sqlite, or memory only.",
+)
 @click.option("--ready-file", default=None, help="Write {address, pid} here once serving.")
 @click.option("--log-level", default="info", show_default=True)
 def master(
@@ -35,6 +42,7 @@ def master(
     agent_ping_timeout_s: float,
     max_agent_ping_timeouts: int,
     agent_reregister_timeout_s: float,
+    registry: str,
     ready_file: str | None,
     log_level: str,
 ) -> None:
@@ -59,8 +67,15 @@ def master(
         "agent_ping_timeout": f"{agent_ping_timeout_s}secs",
         "max_agent_ping_timeouts": str(max_agent_ping_timeouts),
         "agent_reregister_timeout": f"{agent_reregister_timeout_s}secs",
+        "registry": registry,
     }
     config = MasterConfig(
-        ip=ip, port=port, hostname=hostname, work_dir=work_dir, options=options, flags=flags
+        ip=ip,
+        port=port,
+        hostname=hostname,
+        work_dir=work_dir,
+        registry=registry,
+        options=options,
+        flags=flags,
     )
     asyncio.run(serve(config, ready_file))

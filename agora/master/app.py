@@ -18,9 +18,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agora.master import endpoints
+from agora.core.master.info import MasterInfo
+from agora.master import endpoints, operator_calls
+from agora.master.registry.memory_store import MemoryStore
+from agora.master.registry.sqlite_store import SqliteStore
+from agora.master.registry.store import Store
 from agora.master.scheduler_api import SERVICE_KEY, agent_socket, scheduler
-from agora.master.service import MasterConfig, MasterService
+from agora.master.service import MasterConfig, MasterService, NotLeading
 from agora.runtime.gc_tuning import tune_for_service
 from agora.wire import agent_channel
 
@@ -47,8 +51,36 @@ def _paths(*paths: str) -> list[str]:
     return out
 
 
+# Answered by every master, leading or not.
+_ANY_MASTER = frozenset(
+    p
+    for path in ("/health", "/master/health", "/version", "/master/redirect", "/redirect")
+    for p in (path, path + "/", path + ".json")
+)
+
+
+@web.middleware
+async def leader_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A master that does not lead sends callers to the leader (307, same path and
+    query) or answers 503 while no leader is known, as Mesos masters do."""
+    service = request.app[SERVICE_KEY]
+    if service.leading or request.path in _ANY_MASTER:
+        try:
+            return await handler(request)
+        except NotLeading as error:  # the leadership ended while the call was served
+            return not_leading(request, error.leader)
+    return not_leading(request, service.leader)
+
+
+def not_leading(request: web.Request, leader: MasterInfo | None) -> web.Response:
+    if leader is None:
+        return web.Response(status=503, text="no master is currently leading")
+    location = f"http://{leader.hostname}:{leader.port}{request.path_qs}"
+    return web.Response(status=307, headers={"Location": location})
+
+
 def build_app(service: MasterService) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[leader_only])
     app[SERVICE_KEY] = service
     add = app.router.add_route
     for path in _paths("/api/v1/scheduler", "/master/api/v1/scheduler"):
@@ -63,6 +95,11 @@ def build_app(service: MasterService) -> web.Application:
             add("GET", path, handler)
     for path in _paths("/version", "/metrics/snapshot"):
         add("GET", path, endpoints.version if "version" in path else endpoints.metrics)
+    for path in _paths("/master/maintenance/schedule", "/maintenance/schedule"):
+        add("GET", path, operator_calls.maintenance_schedule)
+        add("POST", path, operator_calls.maintenance_schedule)
+    for path in _paths("/master/maintenance/status", "/maintenance/status"):
+        add("GET", path, operator_calls.maintenance_status_endpoint)
     return app
 
 
@@ -73,6 +110,15 @@ def write_ready_file(path: str, address: str) -> None:
     temporary = target.with_name(target.name + ".tmp")
     temporary.write_text(json.dumps({"address": address, "pid": os.getpid()}))
     temporary.replace(target)
+
+
+def open_store(config: MasterConfig) -> Store:
+    """The registry store a single master uses (`--registry`)."""
+    if config.registry == "in_memory":
+        return MemoryStore()
+    if config.registry == "sqlite":
+        return SqliteStore(Path(config.work_dir or ".") / "registry.sqlite")
+    raise ValueError(f"unknown registry {config.registry!r} (sqlite or in_memory)")
 
 
 async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
@@ -88,13 +134,16 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     port = sockets[0].getsockname()[1] if sockets else config.port
     service.start(port)
     address = f"{config.ip}:{port}"
-    log.info("agora master %s listening on %s", service.master_id, address)
-    if ready_file:
-        write_ready_file(ready_file, address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # A single master that loses its registry cannot go on (Mesos exits too).
+    service.on_abdicate.append(lambda why: stop.set())
+    await service.lead(open_store(config))
+    log.info("agora master %s listening on %s", service.master_id, address)
+    if ready_file:
+        write_ready_file(ready_file, address)
     try:
         await stop.wait()
     finally:

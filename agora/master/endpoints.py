@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
-from agora.core.master import events as ev
 from agora.core.master.model import Framework
-from agora.master import views
+from agora.master import operator_calls, views
 from agora.master.scheduler_api import bad_request, read_json_object, service_of
 from agora.master.service import MasterService
 from agora.runtime.http import JSON, check_post_json, json_response
@@ -28,8 +26,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def redirect(request: web.Request) -> web.Response:
-    info = service_of(request).master.info
-    return web.Response(status=307, headers={"Location": f"//{info.hostname}:{info.port}"})
+    """To the leading master (Mesos's `/master/redirect`); 503 while none is known."""
+    leader = service_of(request).leader
+    if leader is None:
+        return web.Response(status=503, text="no master is currently leading")
+    return web.Response(status=307, headers={"Location": f"//{leader.hostname}:{leader.port}"})
 
 
 async def state(request: web.Request) -> web.Response:
@@ -212,6 +213,7 @@ _SYNC_CALLS: dict[str, Callable[[MasterService], Json]] = {
         ]
     },
     "GET_OPERATIONS": lambda s: {},
+    **operator_calls.READ_CALLS,
 }
 
 
@@ -225,13 +227,14 @@ async def operator(request: web.Request) -> web.StreamResponse:
         kind = body.get("type")
         if not isinstance(kind, str):
             raise WireError("'type' is required and must be a string")
-        if kind == "UPDATE_WEIGHTS":
-            return _update_weights(service, body)
+        change = operator_calls.ASYNC_CALLS.get(kind)
+        if change is not None:
+            return await change(service, body)
         if kind == "SUBSCRIBE":
             return await _serve_operator_events(request, service)
         produce = _SYNC_CALLS.get(kind)
         if produce is None:
-            supported = ", ".join(sorted([*_SYNC_CALLS, "SUBSCRIBE", "UPDATE_WEIGHTS"]))
+            supported = ", ".join(sorted([*_SYNC_CALLS, *operator_calls.ASYNC_CALLS, "SUBSCRIBE"]))
             raise WireError(f"operator call {kind!r} is not supported (supported: {supported})")
     except WireError as error:
         return bad_request(str(error))
@@ -256,22 +259,3 @@ async def _serve_operator_events(
     finally:
         events.unsubscribe(stream)
     return response
-
-
-def _update_weights(service: MasterService, body: Any) -> web.Response:
-    inner = body.get("update_weights")
-    infos = inner.get("weight_infos") if isinstance(inner, dict) else None
-    if not isinstance(infos, list) or not all(isinstance(i, dict) for i in infos):
-        raise WireError("'update_weights.weight_infos' must be a list of objects")
-    weights: dict[str, float] = {}
-    for i, info in enumerate(infos):
-        role, weight = info.get("role"), info.get("weight")
-        if not isinstance(role, str):
-            raise WireError(f"'update_weights.weight_infos[{i}].role' must be a string")
-        weights[role] = weight
-    for answer in service.dispatch(
-        ev.UpdateWeights(request_id=service.next_request_id(), weights=weights)
-    ):
-        if answer.status >= 400:  # type: ignore[union-attr]
-            return bad_request(answer.message)  # type: ignore[union-attr]
-    return web.Response(status=200)

@@ -57,7 +57,7 @@ async def scheduler(request: web.Request) -> web.StreamResponse:
         return bad_request(str(error))
     if isinstance(event, ev.Subscribe) and stream_id is not None:
         return bad_request(f"SUBSCRIBE must not carry a '{STREAM_HEADER}' header")
-    answers = service.dispatch(event)
+    answers = await service.call(event)
     for answer in answers:
         if isinstance(answer, cmd.OpenStream):
             stream = service.streams.get(answer.framework_id)

@@ -1,10 +1,17 @@
-"""The master's I/O shell: owns the master core, feeds it events from HTTP calls, agent
-frames and timers, and carries out the commands it returns.
+"""The master's I/O shell: owns the master core while this master leads, feeds it
+events from HTTP calls, agent frames and timers, and carries out the commands it returns.
 
 Responses to a call (`Respond`, `OpenStream`, `RefuseSubscription`) go back to the
 handler that made the call; everything else is carried out here: records queued on
 framework streams, messages queued on agent links, one timer armed at the core's next
 deadline. Output is batched per connection: a burst of events costs one write each.
+Registry writes go through the Registrar, which holds later commands until they are
+durable.
+
+Leadership: `lead(store)` loads the registry and starts a core (a single master does so
+at start; with ZooKeeper, when elected); `abdicate()` drops the core and every
+connection at once (the store failed, or the ZooKeeper candidacy or session was lost).
+While not leading, handlers answer 307 to the known leader or 503 (see app.py).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -26,6 +34,9 @@ from agora.core.master.info import MasterInfo
 from agora.core.master.model import MasterOptions
 from agora.core.seeded import seeded
 from agora.master.operator_events import OperatorEvents
+from agora.master.registrar import Answers, Registrar
+from agora.master.registry.records import registry_from_records
+from agora.master.registry.store import Store, StoreError
 from agora.master.views import ServiceInfo
 from agora.runtime.outbox import Outbox
 from agora.wire import agent_channel as channel
@@ -35,8 +46,16 @@ from agora.wire.scheduler import HEARTBEAT, encode_json, error_record, event_to_
 
 log = logging.getLogger("agora.master")
 
-ResponseCommand = cmd.Respond | cmd.OpenStream | cmd.RefuseSubscription
 _HEARTBEAT_RECORD = encode_record(encode_json(HEARTBEAT))
+
+
+class NotLeading(Exception):  # noqa: N818
+    """The core was asked for while this master does not lead (handlers answer 307 to
+    `leader`, or 503 when none is known)."""
+
+    def __init__(self, leader: MasterInfo | None) -> None:
+        super().__init__("this master is not the leader")
+        self.leader = leader
 
 
 class FrameworkStream(Outbox):
@@ -92,6 +111,8 @@ class MasterConfig:
     port: int = 5050
     hostname: str | None = None
     work_dir: str = ""
+    registry: str = "sqlite"  # sqlite | in_memory | zookeeper (with --zk)
+    zk: str | None = None  # zk://host:port,.../path: HA with leader election
     options: MasterOptions = field(default_factory=MasterOptions)
     flags: dict[str, str] = field(default_factory=dict)
 
@@ -100,13 +121,19 @@ class MasterService:
     def __init__(self, config: MasterConfig, master_id: str | None = None) -> None:
         self.config = config
         self.master_id = master_id or str(uuid.uuid4())
+        self.info = MasterInfo(id=self.master_id, ip=config.ip, port=config.port)
         self.core: MasterCore | None = None
+        self.registrar: Registrar | None = None
+        # The leader as last seen (this master while it leads); None: no leader known.
+        self.leader: MasterInfo | None = None
+        self.on_abdicate: list[Callable[[str], None]] = []
         self.streams: dict[str, FrameworkStream] = {}
         self.links: dict[str, AgentLink] = {}
         self.links_by_agent: dict[str, AgentLink] = {}
         self.agent_ips: dict[str, str] = {}
         self.operator_events = OperatorEvents()
         self.start_time = time.time()
+        self.elected_time: float | None = None
         self._request_ids = itertools.count(1)
         self._connection_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
@@ -116,28 +143,80 @@ class MasterService:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, port: int) -> None:
-        """Create the core once the listening port is known (it is part of MasterInfo)."""
+        """Fix this master's identity once the listening port is known."""
         hostname = self.config.hostname or self.config.ip
-        info = MasterInfo(id=self.master_id, ip=self.config.ip, port=port, hostname=hostname)
-        self.core = MasterCore(info, self.config.options, seeded(int.from_bytes(os.urandom(8))))
-        self._heartbeats = asyncio.get_running_loop().create_task(self._send_heartbeats())
+        self.info = MasterInfo(id=self.master_id, ip=self.config.ip, port=port, hostname=hostname)
 
-    async def stop(self) -> None:
+    @property
+    def leading(self) -> bool:
+        return self.core is not None
+
+    async def lead(self, store: Store) -> None:
+        """Become the leader: recover from the registry in `store`, then serve."""
+        registry = registry_from_records(await store.load())
+        self.core = MasterCore(
+            self.info, self.config.options, seeded(int.from_bytes(os.urandom(8)))
+        )
+        self.registrar = Registrar(store, self._carry_out_all, self._store_failed)
+        self.leader = self.info
+        self.elected_time = time.time()
+        self.dispatch(ev.RegistryRecovered(registry=registry))
+        self._heartbeats = asyncio.get_running_loop().create_task(self._send_heartbeats())
+        log.info(
+            "leading with %d agents, %d unreachable and %d gone in the registry",
+            len(registry.agents),
+            len(registry.unreachable),
+            len(registry.gone),
+        )
+
+    def abdicate(self, why: str) -> None:
+        """Stop acting as leader at once: no more writes, answers or offers."""
+        if self.core is None:
+            return
+        log.warning("no longer leading: %s", why)
+        if self.registrar is not None:
+            self.registrar.abandon()
+        self.core = None
+        self.registrar = None
+        if self.leader is not None and self.leader.id == self.info.id:
+            self.leader = None
+        self.elected_time = None
+        self._stop_serving("master is no longer the leader")
+        for callback in self.on_abdicate:
+            callback(why)
+
+    def _store_failed(self, error: StoreError) -> None:
+        self.abdicate(f"the registry failed: {error}")
+
+    def _stop_serving(self, why: str) -> None:
         if self._heartbeats is not None:
             self._heartbeats.cancel()
+            self._heartbeats = None
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
         for stream in list(self.streams.values()):
             stream.close()
+        self.streams.clear()
         for link in list(self.links.values()):
-            link.close("master shutting down")
+            link.close(why)
+        self.links_by_agent.clear()
         for subscriber in list(self.operator_events.subscribers):
             subscriber.close()
+
+    async def stop(self) -> None:
+        registrar = self.registrar
+        self._stop_serving("master shutting down")
+        self.core = None
+        if registrar is not None:
+            registrar.abandon()
+            await registrar.store.close()
 
     def service_info(self) -> ServiceInfo:
         return ServiceInfo(
             start_time=self.start_time,
-            elected_time=self.start_time,
+            elected_time=self.elected_time or self.start_time,
             flags=self.config.flags,
             agent_ips=self.agent_ips,
         )
@@ -145,7 +224,7 @@ class MasterService:
     @property
     def master(self) -> MasterCore:
         if self.core is None:
-            raise RuntimeError("the master service has not started")
+            raise NotLeading(self.leader)
         return self.core
 
     def next_request_id(self) -> str:
@@ -156,21 +235,61 @@ class MasterService:
 
     # ------------------------------------------------------------------ the core
 
-    def dispatch(self, event: ev.MasterEvent) -> list[ResponseCommand]:
-        """Apply one event; carry out its commands; return the answers to the caller."""
-        commands = self.master.handle(event, time.time())
-        answers: list[ResponseCommand] = []
+    def dispatch(self, event: ev.MasterEvent) -> Answers | asyncio.Future[Answers]:
+        """Apply one event and carry out its commands (or queue them behind a registry
+        write); the answers to the caller, or a future of them while queued."""
+        core, registrar = self.core, self.registrar
+        if core is None or registrar is None:
+            return []  # not leading: nothing to apply it to
+        commands = core.handle(event, time.time())
+        if self.operator_events.subscribers:
+            self.operator_events.observe(core, event, commands, self.agent_ips)
+        if registrar.must_hold(commands):
+            for command in commands:
+                if isinstance(command, cmd.AcceptAgent):
+                    # Routing only: bind the link now so that its closing is noticed.
+                    self._carry_out(command)
+            answers: Answers | asyncio.Future[Answers] = registrar.hold(commands)
+        else:
+            answers = self._carry_out_all(commands)
+        self._arm_timer()
+        return answers
+
+    async def call(self, event: ev.MasterEvent) -> Answers:
+        """Dispatch for an HTTP handler: its answers once they may be given. A handler
+        cancelled while waiting leaves nothing behind (see `_unclaimed`)."""
+        answers = self.dispatch(event)
+        if isinstance(answers, list):
+            return answers
+        try:
+            return await asyncio.shield(answers)
+        except asyncio.CancelledError:
+            if answers.cancelled():  # abandoned: this master stopped leading meanwhile
+                raise NotLeading(self.leader) from None
+            answers.add_done_callback(self._unclaimed)
+            raise
+
+    def _unclaimed(self, answers: asyncio.Future[Answers]) -> None:
+        """The caller went away before its answers were ready: a stream it opened has
+        no reader, so it ends as if the framework disconnected."""
+        if answers.cancelled():
+            return
+        for answer in answers.result():
+            if isinstance(answer, cmd.OpenStream):
+                stream = self.streams.get(answer.framework_id)
+                if stream is not None and stream.stream_id == answer.stream_id:
+                    self.stream_ended(stream)
+
+    def _carry_out_all(self, commands: list[cmd.Command]) -> Answers:
+        answers: Answers = []
         for command in commands:
             if isinstance(command, cmd.Respond | cmd.RefuseSubscription):
                 answers.append(command)
             elif isinstance(command, cmd.OpenStream):
                 self._open_stream(command)
                 answers.append(command)
-            else:
+            elif not isinstance(command, cmd.Persist):
                 self._carry_out(command)
-        if self.operator_events.subscribers:
-            self.operator_events.observe(self.master, event, commands, self.agent_ips)
-        self._arm_timer()
         return answers
 
     def _carry_out(self, command: cmd.Command) -> None:
@@ -242,7 +361,9 @@ class MasterService:
     # ------------------------------------------------------------------- timers
 
     def _arm_timer(self) -> None:
-        deadline = self.master.next_deadline()
+        if self.core is None:
+            return
+        deadline = self.core.next_deadline()
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -262,7 +383,8 @@ class MasterService:
         except Exception:  # a bug must not stop the clock of the whole master
             log.exception("the master core failed on a timer tick; retrying in 1 s")
             self._timer_at = None
-            self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
+            if self.core is not None:
+                self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
 
     async def _send_heartbeats(self) -> None:
         interval = self.master.options.heartbeat_interval_s

@@ -432,7 +432,10 @@ def agents_v1(core: MasterCore, ips: dict[str, str]) -> Json:
 
 def roles_view(core: MasterCore) -> list[Json]:
     """(name, weight, framework ids, allocated resources) per known role."""
-    names: set[str] = {"*"}
+    tree = core.allocator.roles()
+    # Roles with a framework or a task, and those an operator gave a weight or quota.
+    names: set[str] = {"*", *tree.quota_roles()}
+    names.update(r for r in tree.roles() if tree.weight(r) != 1.0)
     by_role: dict[str, list[str]] = {}
     allocated: dict[str, Resources] = {}
     for framework in core.frameworks.values():

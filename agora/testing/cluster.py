@@ -70,6 +70,7 @@ class ManagedProcess:
     address: str | None = None
     port: int = 0
     history: list[int] = field(default_factory=list)  # pids of earlier incarnations
+    prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS`
 
     @property
     def alive(self) -> bool:
@@ -98,7 +99,12 @@ class LocalCluster:
         stop_timeout_s: float = 10.0,
         python: str = sys.executable,
         keep_work_dir: bool | None = None,
+        agent_ips: Sequence[str] | None = None,
+        agent_prefix: Callable[[int], list[str]] | None = None,
     ) -> None:
+        """`agent_ips` and `agent_prefix` place agents elsewhere than beside the master:
+        agent i listens on agent_ips[i] and runs under agent_prefix(i) (for example in
+        a network namespace of agora.testing.netns, with the master on its bridge)."""
         if agents < 0:
             raise ValueError("agents must be >= 0")
         self._owns_work_dir = work_dir is None
@@ -124,6 +130,8 @@ class LocalCluster:
                 raise ValueError("agent_resources needs one entry per agent")
         self._agent_resources = per_agent
         self._agent_args = list(agent_args)
+        self._agent_ips = list(agent_ips) if agent_ips is not None else [ip] * agents
+        self._agent_prefix = agent_prefix
         self.agent_processes: list[ManagedProcess] = []
         self._started = False
 
@@ -164,13 +172,15 @@ class LocalCluster:
                     "--master",
                     self.master_address,
                     "--ip",
-                    self.ip,
+                    self._agent_ips[index],
                     "--port",
                     "0",
                 ]
                 if resources:
                     args += ["--resources", resources]
                 process = self._process(f"agent-{index}", [*args, *self._agent_args])
+                if self._agent_prefix is not None:
+                    process.prefix = self._agent_prefix(index)
                 self.agent_processes.append(process)
                 self._launch(process)
             for process in self.agent_processes:
@@ -192,6 +202,7 @@ class LocalCluster:
         if process.port and "--port" in args:
             args[args.index("--port") + 1] = str(process.port)
         command = [
+            *process.prefix,
             self._python,
             "-m",
             "agora",
@@ -285,6 +296,24 @@ class LocalCluster:
             self.kill_agent(index)
         self._launch(process)
         address = self._wait_ready(process)
+        if wait:
+            self.wait_for_agents()
+        return address
+
+    def kill_master(self) -> None:
+        """SIGKILL the master (agents and tasks keep running, as after a crash)."""
+        if self.master.popen is not None and self.master.alive:
+            self.master.popen.kill()
+            self.master.popen.wait()
+
+    def restart_master(self, *extra_args: str, wait: bool = True) -> str:
+        """Start the master again on the same port and work dir (so with the same
+        registry); `extra_args` are added to its command line. Waits until every
+        running agent has re-registered unless `wait` is False."""
+        self.kill_master()
+        self.master.args = [*self.master.args, *extra_args]
+        self._launch(self.master)
+        address = self._wait_ready(self.master)
         if wait:
             self.wait_for_agents()
         return address

@@ -8,6 +8,7 @@ import pytest
 from agora.core.allocator.state import AGENT_CAPABILITIES
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.master import registry as reg
 from agora.core.master.info import AgentInfo
 from agora.core.master.model import MasterOptions
 from agora.core.task_states import Reason, Source, TaskState
@@ -86,6 +87,9 @@ def test_registration_accepts_the_agent_and_starts_pinging():
     )
     agent_id = f"{MASTER_ID}-S0"
     assert list(out) == [
+        cmd.Persist(
+            reg.AdmitAgent(agent_id, AgentInfo(hostname="h1", resources=res("cpus:2;mem:512")))
+        ),
         cmd.AcceptAgent("conn", agent_id),
         cmd.SendToAgent(agent_id, cmd.AgentRegistered(agent_id, MASTER_ID)),
     ]

@@ -7,6 +7,7 @@ import pytest
 from agora.core.allocator.quota import Quota
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.master import registry as reg
 from agora.core.quantities import Limits, Quantities
 from tests.unit.master_kit import Driver, res
 
@@ -17,8 +18,9 @@ def _quota(guarantees: str = "", limits: str = "") -> Quota:
 
 def test_valid_quota_is_200_and_recorded():
     d = Driver()
-    out = d.do(ev.UpdateQuota(request_id="q", role="eng", quota=_quota("cpus:1", "cpus:2")))
-    assert list(out) == [cmd.Respond("q", 200)]
+    quota = _quota("cpus:1", "cpus:2")
+    out = d.do(ev.UpdateQuota(request_id="q", configs=(("eng", quota),)))
+    assert list(out) == [cmd.Persist(reg.SetQuotas({"eng": quota})), cmd.Respond("q", 200)]
     assert d.core.allocator.roles().quota("eng") == _quota("cpus:1", "cpus:2")
 
 
@@ -33,7 +35,7 @@ def test_valid_quota_is_200_and_recorded():
 )
 def test_invalid_quota_is_400_naming_it(role, quota, words):
     d = Driver()
-    out = d.do(ev.UpdateQuota(request_id="q", role=role, quota=quota))
+    out = d.do(ev.UpdateQuota(request_id="q", configs=((role, quota),)))
     (answer,) = out
     assert isinstance(answer, cmd.Respond) and answer.status == 400
     for word in words:
@@ -44,7 +46,7 @@ def test_invalid_quota_is_400_naming_it(role, quota, words):
 def test_quota_limit_caps_offers():
     d = Driver()
     d.register_agent("h1", "cpus:4;mem:4096")
-    d.do(ev.UpdateQuota(request_id="q", role="eng", quota=_quota(limits="cpus:2")))
+    d.do(ev.UpdateQuota(request_id="q", configs=(("eng", _quota(limits="cpus:2")),)))
     fw = d.subscribe(role="eng")
     offers = d.advance(3).offers(fw.id)
     # The offer is cut down to the limit's headroom; what has no limit comes whole.
@@ -58,7 +60,7 @@ def test_lowering_a_limit_rescinds_outstanding_offers():
     offer = d.offer(fw)
     assert offer.resources.scalar("cpus") == 4000
     out = d.do(
-        ev.UpdateQuota(request_id="q", role="eng", quota=_quota(limits="cpus:2"), force=True)
+        ev.UpdateQuota(request_id="q", configs=(("eng", _quota(limits="cpus:2")),), force=True)
     )
     assert out.response("q").status == 200
     assert out.rescinds(fw.id) == [offer.id]
@@ -71,12 +73,12 @@ def test_limit_below_consumption_needs_force():
     _agent_id, _ = d.register_agent("h1", "cpus:4;mem:4096")
     fw = d.subscribe(role="eng")
     d.launch_one(fw, "t1", cpus=3, mem=128)
-    out = d.do(ev.UpdateQuota(request_id="q", role="eng", quota=_quota(limits="cpus:2")))
+    out = d.do(ev.UpdateQuota(request_id="q", configs=(("eng", _quota(limits="cpus:2")),)))
     (answer,) = out
     assert isinstance(answer, cmd.Respond) and answer.status == 400
     assert "'eng'" in answer.message and "'cpus'" in answer.message and "force" in answer.message
     out = d.do(
-        ev.UpdateQuota(request_id="q2", role="eng", quota=_quota(limits="cpus:2"), force=True)
+        ev.UpdateQuota(request_id="q2", configs=(("eng", _quota(limits="cpus:2")),), force=True)
     )
     assert out.response("q2").status == 200
 
@@ -84,7 +86,10 @@ def test_limit_below_consumption_needs_force():
 def test_valid_weights_are_200():
     d = Driver()
     out = d.do(ev.UpdateWeights(request_id="w", weights={"eng": 2.5, "ops": 1}))
-    assert list(out) == [cmd.Respond("w", 200)]
+    assert list(out) == [
+        cmd.Persist(reg.SetWeights({"eng": 2.5, "ops": 1.0})),
+        cmd.Respond("w", 200),
+    ]
     assert d.core.allocator.roles().weight("eng") == 2.5
     assert d.core.allocator.roles().weight("ops") == 1.0
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from agora.core.allocator.state import AgentProfile
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.master import registry as reg
 from agora.core.master.core import MasterCore, TimerKind, handles
 from agora.core.master.frameworks import new_framework_record
 from agora.core.master.info import AgentInfo, FrameworkInfo
@@ -46,6 +47,7 @@ def on_register(master: MasterCore, event: ev.RegisterAgent, now: float) -> None
         # fresh identity (e.g. after a reboot); its tasks are gone.
         remove_agent(master, other, Reason.AGENT_RESTARTED, "Agent restarted with a new id")
     agent_id = master.new_agent_id()
+    master.persist(reg.AdmitAgent(agent_id, info))
     agent = Agent(
         id=agent_id,
         info=info,
@@ -75,6 +77,12 @@ def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> 
         _reconnect_known(master, agent, event, now)
         return
     was_unreachable = master.unreachable_agents.pop(event.agent_id, None) is not None
+    recorded = master.recovered_agents.pop(event.agent_id, None)
+    if was_unreachable:
+        master.persist(reg.MarkReachable(event.agent_id, event.info))
+    elif recorded != event.info:
+        # New to the registry (or its AgentInfo changed since it was admitted).
+        master.persist(reg.AdmitAgent(event.agent_id, event.info))
     agent = Agent(
         id=event.agent_id,
         info=event.info,
@@ -251,6 +259,8 @@ def _reconnect_known(
             master.to_agent(agent, cmd.KillTask(framework.id, report.task_id))
             continue
         _adopt_task(master, agent, report, announce=False)
+    if event.info != agent.info:
+        master.persist(reg.AdmitAgent(agent.id, event.info))
     if (event.info.hostname, event.info.port) != (agent.info.hostname, agent.info.port):
         master.drop_agent_record(agent)
         agent.info = event.info
@@ -336,6 +346,7 @@ def reregister_timeout(master: MasterCore, agent_id: str, epoch: int, now: float
 def mark_unreachable(master: MasterCore, agent: Agent, now: float, why: str) -> None:
     """Partitioned: PARTITION_AWARE frameworks hear TASK_UNREACHABLE, others TASK_LOST;
     the tasks are kept so that they can come back if the agent does."""
+    master.persist(reg.MarkUnreachable(agent.id, agent.info, now))
     master.rescind_offers(set(agent.offers))
     master.allocator.remove_agent(agent.id)
     for task in list(agent.all_tasks()):
@@ -360,6 +371,10 @@ def mark_unreachable(master: MasterCore, agent: Agent, now: float, why: str) -> 
         _bound_unreachable(master, framework)
     for executor in list(agent.all_executors()):
         master.remove_executor(executor, recover=False)
+    if agent.connected:
+        # A partitioned connection can come back to life when the network heals; the
+        # agent must re-register instead (it then hears of this close and reconnects).
+        master.emit(cmd.DropAgentConnection(agent.connection_id, "agent marked unreachable"))
     master.drop_agent_record(agent)
     master.unreachable_agents[agent.id] = UnreachableAgent(agent.info, now)
     for framework in master.frameworks.values():
@@ -373,17 +388,23 @@ def _bound_unreachable(master: MasterCore, framework: Framework) -> None:
         framework.completed_tasks.append(framework.unreachable_tasks.pop(oldest))
 
 
-def remove_agent(master: MasterCore, agent: Agent, reason: Reason, message: str) -> None:
-    """The agent is gone for good (restarted with a new id, or marked gone)."""
+def remove_agent(
+    master: MasterCore,
+    agent: Agent,
+    reason: Reason,
+    message: str,
+    state: TaskState = TaskState.GONE,
+    persist: bool = True,
+) -> None:
+    """The agent is gone for good (restarted with a new id, or marked gone): its tasks
+    are `state` (TASK_LOST for frameworks that are not PARTITION_AWARE)."""
+    if persist:
+        master.persist(reg.RemoveAgent(agent.id))
     master.rescind_offers(set(agent.offers))
     for task in list(agent.all_tasks()):
         framework = master.frameworks.get(task.framework_id)
-        state = (
-            TaskState.GONE
-            if framework is not None and framework.partition_aware
-            else TaskState.LOST
-        )
-        master.terminate_task(task, state, reason, message)
+        aware = framework is not None and framework.partition_aware
+        master.terminate_task(task, state if aware else TaskState.LOST, reason, message)
     for executor in list(agent.all_executors()):
         master.remove_executor(executor)
     master.allocator.remove_agent(agent.id)

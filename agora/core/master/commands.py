@@ -9,6 +9,7 @@ from typing import Any
 
 from agora.core.attributes import Attributes
 from agora.core.master.info import FrameworkInfo, MasterInfo, TaskStatus
+from agora.core.master.registry import Operation
 from agora.core.resources import Resources
 
 Json = Mapping[str, Any]
@@ -255,8 +256,17 @@ class DropAgentConnection:
     message: str
 
 
+@dataclass(frozen=True)
+class Persist:
+    """Make this registry operation durable before carrying out any later command
+    (see agora/core/master/registry.py)."""
+
+    operation: Operation
+
+
 Command = (
-    Respond
+    Persist
+    | Respond
     | OpenStream
     | RefuseSubscription
     | CloseStream

@@ -10,7 +10,7 @@ agents, tasks); this module holds the state, the timers and the shared helpers.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
 
@@ -18,7 +18,7 @@ from agora.core.allocator import HierarchicalAllocator, OfferDecision
 from agora.core.allocator.explain import Verdict, WhyNot
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
-from agora.core.master.info import MasterInfo, TaskStatus
+from agora.core.master.info import AgentInfo, MasterInfo, TaskStatus
 from agora.core.master.model import (
     Agent,
     Executor,
@@ -28,6 +28,7 @@ from agora.core.master.model import (
     Task,
     UnreachableAgent,
 )
+from agora.core.master.registry import Operation
 from agora.core.seeded import Rng, child, seeded
 from agora.core.task_states import Reason, Source, TaskState, can_transition
 
@@ -37,6 +38,8 @@ class TimerKind(Enum):
     REREGISTER = 2
     FAILOVER = 3
     OFFER = 4
+    RECOVERY = 5  # agents recovered from the registry had their time to re-register
+    REGISTRY_GC = 6
 
 
 Handler = Callable[["MasterCore", Any, float], None]
@@ -62,7 +65,7 @@ class MasterCore:
         rng: Rng | None = None,
     ) -> None:
         # Importing the handler modules registers their handlers.
-        from agora.core.master import accept, agents, frameworks, tasks  # noqa: F401
+        from agora.core.master import accept, agents, frameworks, recovery, tasks  # noqa: F401
 
         self.info = master_info
         self.options = options or MasterOptions()
@@ -74,6 +77,10 @@ class MasterCore:
         self._agent_by_address: dict[tuple[str, int], str] = {}
         self.unreachable_agents: dict[str, UnreachableAgent] = {}
         self.gone_agents: dict[str, float] = {}
+        # Admitted agents read from the registry after a failover that have not
+        # re-registered with this master yet (Mesos's `slaves.recovered`).
+        self.recovered_agents: dict[str, AgentInfo] = {}
+        self.maintenance_schedule: Mapping[str, Any] = {}
         self.offers: dict[str, Offer] = {}
         # Kills for tasks on agents that were away: sent when the agent re-registers.
         self.pending_kills: dict[str, dict[tuple[str, str], cmd.KillTask]] = {}
@@ -149,6 +156,11 @@ class MasterCore:
 
     def emit(self, command: cmd.Command) -> None:
         self._out.append(command)
+
+    def persist(self, operation: Operation) -> None:
+        """Ask for a registry change; every command emitted after it waits until it is
+        durable (the shell's contract), so emit it before what depends on it."""
+        self.emit(cmd.Persist(operation))
 
     def respond(self, request_id: str, status: int, message: str = "") -> None:
         self.emit(cmd.Respond(request_id, status, message))
@@ -404,7 +416,7 @@ class MasterCore:
 
 @handles(ev.Tick)
 def on_tick(master: MasterCore, event: ev.Tick, now: float) -> None:
-    from agora.core.master import agents, frameworks
+    from agora.core.master import agents, frameworks, recovery
 
     for kind, key, epoch in master.pop_due(now):
         if kind is TimerKind.PING:
@@ -417,4 +429,8 @@ def on_tick(master: MasterCore, event: ev.Tick, now: float) -> None:
             offer = master.offers.get(key)
             if offer is not None:
                 master.remove_offer(offer, rescind=True)
+        elif kind is TimerKind.RECOVERY:
+            recovery.recovery_timeout(master, now)
+        elif kind is TimerKind.REGISTRY_GC:
+            recovery.registry_gc(master, now)
     master.allocate(now)

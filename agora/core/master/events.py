@@ -13,6 +13,7 @@ from typing import Any
 
 from agora.core.allocator.quota import Quota
 from agora.core.master.info import AgentInfo, FrameworkInfo, TaskStatus
+from agora.core.master.registry import Registry
 from agora.core.resources import Resources
 from agora.core.task_states import TaskState
 
@@ -220,9 +221,10 @@ class ExecutorMessage:
 
 @dataclass(frozen=True, kw_only=True)
 class UpdateQuota:
+    """Set the quota of some roles, all or none (the default quota removes a role's)."""
+
     request_id: str
-    role: str
-    quota: Quota
+    configs: tuple[tuple[str, Quota], ...]
     force: bool = False
 
 
@@ -230,6 +232,29 @@ class UpdateQuota:
 class UpdateWeights:
     request_id: str
     weights: Mapping[str, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarkAgentGone:
+    request_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateMaintenanceSchedule:
+    request_id: str
+    schedule: Json
+
+
+# ---------------------------------------------------------------------- recovery
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryRecovered:
+    """This master was elected and loaded the registry: the first event it handles.
+    (A core that never gets one starts from an empty registry, as a fresh cluster.)"""
+
+    registry: Registry
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,5 +287,8 @@ MasterEvent = (
     | ExecutorMessage
     | UpdateQuota
     | UpdateWeights
+    | MarkAgentGone
+    | UpdateMaintenanceSchedule
+    | RegistryRecovered
     | Tick
 )

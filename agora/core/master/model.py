@@ -28,6 +28,10 @@ class MasterOptions:
     max_completed_frameworks: int = 50
     max_completed_tasks_per_framework: int = 1000
     max_unreachable_tasks_per_framework: int = 1000
+    # Registry GC of unreachable and gone agents (Mesos's registry_* flags).
+    registry_gc_interval_s: float = 900.0
+    registry_max_agent_age_s: float = 14 * 24 * 3600.0
+    registry_max_agent_count: int = 102_400
     # Offer what a finished task frees at once (an event-triggered pass over its agent)
     # rather than at the next batch allocation as Mesos does: short tasks keep flowing.
     reoffer_freed_resources: bool = True

@@ -3,10 +3,11 @@ operator's quota and weight updates."""
 
 from __future__ import annotations
 
-from agora.core.allocator.quota import InvalidQuota
+from agora.core.allocator.quota import InvalidQuota, Quota, validate_quota
 from agora.core.errors import InvalidRole
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.master import registry as reg
 from agora.core.master.core import MasterCore, handles
 from agora.core.master.frameworks import accepted_call, subscribed_framework
 from agora.core.master.info import TaskStatus
@@ -83,8 +84,17 @@ def _reconcile(
         known = framework.tasks.get(task_id) or framework.unreachable_tasks.get(task_id)
         if known is not None:  # Mesos trusts its own record over the given agent id
             master.send_status(framework, latest_status(master, known))
-        else:
+        elif not _may_still_appear(master, agent_id):
             master.send_status(framework, reconcile_unknown(master, framework, task_id, agent_id))
+
+
+def _may_still_appear(master: MasterCore, agent_id: str | None) -> bool:
+    """An unknown task gets no answer while the agent it may be on (any agent, if the
+    framework did not say) is recovered from the registry but has not re-registered
+    yet: the scheduler asks again later (Mesos §4.5)."""
+    if agent_id is None:
+        return bool(master.recovered_agents)
+    return agent_id in master.recovered_agents
 
 
 @handles(ev.Reconcile)
@@ -163,25 +173,37 @@ def on_message(master: MasterCore, event: ev.Message, now: float) -> None:
 
 @handles(ev.UpdateQuota)
 def on_update_quota(master: MasterCore, event: ev.UpdateQuota, now: float) -> None:
+    """All or nothing: every config is checked before any is applied."""
     try:
-        validate_role(event.role)
-        if not event.force:
-            consumed = master.allocator.roles().consumed(event.role)
-            for name, cap in event.quota.limits.items():
-                if consumed[name] > cap:
-                    raise InvalidQuota(
-                        f"role {event.role!r} already consumes more {name!r} than the new limit "
-                        "(use force to set it anyway)"
-                    )
-        master.allocator.update_quota(event.role, event.quota)
+        roles = [role for role, _ in event.configs]
+        if len(set(roles)) != len(roles):
+            raise InvalidQuota("each role may have only one quota config in an update")
+        for role, quota in event.configs:
+            validate_role(role)
+            validate_quota(role, quota)
+            if not event.force:
+                _check_limits_hold(master, role, quota)
     except (InvalidQuota, InvalidRole) as error:
         master.respond(event.request_id, 400, str(error))
         return
-    # Outstanding offers may now exceed the limit: take them back and re-offer.
-    master.rescind_offers(
-        {o.id for o in master.offers.values() if is_self_or_descendant(o.role, event.role)}
-    )
+    master.persist(reg.SetQuotas(dict(event.configs)))
+    for role, quota in event.configs:
+        master.allocator.update_quota(role, quota)
+        # Outstanding offers may now exceed the limit: take them back and re-offer.
+        master.rescind_offers(
+            {o.id for o in master.offers.values() if is_self_or_descendant(o.role, role)}
+        )
     master.respond(event.request_id, 200)
+
+
+def _check_limits_hold(master: MasterCore, role: str, quota: Quota) -> None:
+    consumed = master.allocator.roles().consumed(role)
+    for name, cap in quota.limits.items():
+        if consumed[name] > cap:
+            raise InvalidQuota(
+                f"role {role!r} already consumes more {name!r} than the new limit "
+                "(use force to set it anyway)"
+            )
 
 
 @handles(ev.UpdateWeights)
@@ -195,6 +217,8 @@ def on_update_weights(master: MasterCore, event: ev.UpdateWeights, now: float) -
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
             master.respond(event.request_id, 400, f"weight of role {role!r} must be positive")
             return
-    for role, weight in event.weights.items():
-        master.allocator.update_weight(role, float(weight))
+    weights = {role: float(weight) for role, weight in event.weights.items()}
+    master.persist(reg.SetWeights(weights))
+    for role, weight in weights.items():
+        master.allocator.update_weight(role, weight)
     master.respond(event.request_id, 200)

@@ -50,9 +50,7 @@ class SqliteStore:
 
     def _load(self) -> dict[str, dict[str, bytes]]:
         out: dict[str, dict[str, bytes]] = {}
-        for kind, key, value in self._connection().execute(
-            "SELECT kind, key, value FROM records"
-        ):
+        for kind, key, value in self._connection().execute("SELECT kind, key, value FROM records"):
             out.setdefault(kind, {})[key] = bytes(value)
         return out
 
