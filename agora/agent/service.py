@@ -3,9 +3,12 @@ executor API calls and timers, and carries out the commands it returns.
 
 Output is batched: messages for the master leave as one WebSocket frame per event-loop
 turn, requests for the supervisor as one socket write per turn, and the core's timer is
-re-armed once per turn. Checkpoint records are written as the core emits them and made
-durable (`CheckpointStore.sync`) before the next command that is not a record is carried
-out, so nothing that depends on a record happens before the record is on disk.
+re-armed once per turn. Checkpoint records are written as the core emits them; after an
+urgent one (all but acknowledgements and run removals, see agora/agent/checkpoint.py)
+they are made durable (`CheckpointStore.sync`) before the next command is carried out,
+so nothing that depends on a record happens before the record is on disk; the others
+are group-committed within LAZY_SYNC_S. A checkpoint the disk refuses stops the agent
+as a crash would, leaving the tasks to the next agent's recovery.
 
 Start-up is recovery (agora/core/agent/recovery.py): read the checkpoint and the boot id,
 connect to the supervisor and ask it what it still runs, hand both to the core as one
@@ -30,7 +33,13 @@ from typing import Any
 
 import aiohttp
 
-from agora.agent.checkpoint import BOOT_ID_PATH, LAZY_SYNC_S, CheckpointStore, read_boot_id
+from agora.agent.checkpoint import (
+    BOOT_ID_PATH,
+    LAZY_SYNC_S,
+    CheckpointStore,
+    RecoveryError,
+    read_boot_id,
+)
 from agora.agent.checks import CheckRunner
 from agora.agent.containerizer.containerizer import Containerizer
 from agora.agent.containerizer.options import ContainerizerOptions
@@ -52,6 +61,10 @@ BACKOFF_MAX_S = 10.0
 
 
 RECOVER_MODES = ("reconnect", "cleanup")
+
+
+class CheckpointFailedError(Exception):
+    """Writing or syncing the checkpoint failed (disk full, I/O error)."""
 
 
 @dataclass
@@ -147,6 +160,11 @@ class AgentService:
         self.supervisor.send({"op": "list"})
         try:
             return await asyncio.wait_for(self._procs_reply, timeout_s)
+        except TimeoutError:
+            raise RecoveryError(
+                f"the supervisor did not list its processes within {timeout_s:g} s "
+                f"(see {self.config.work_dir}/supervisor.log)"
+            ) from None
         finally:
             self._procs_reply = None
 
@@ -199,25 +217,31 @@ class AgentService:
                     self._checkpoint(command.record)
                     continue
                 if self.checkpoint.urgent:
-                    self.checkpoint.sync()
+                    self._sync()
                 self._execute(command)
             if self.checkpoint.urgent:
-                self.checkpoint.sync()
+                self._sync()
             elif self.checkpoint.pending and self._lazy_sync is None:
                 loop = asyncio.get_running_loop()
                 self._lazy_sync = loop.call_later(LAZY_SYNC_S, self._sync_lazily)
-        except OSError as error:
+        except CheckpointFailedError as error:
             self._checkpoint_failed(error)
         if not self._rearm_scheduled:
             self._rearm_scheduled = True
             asyncio.get_running_loop().call_soon(self._rearm)
         return commands
 
-    def _sync_lazily(self) -> None:
-        self._lazy_sync = None
+    def _sync(self) -> None:
         try:
             self.checkpoint.sync()
         except OSError as error:
+            raise CheckpointFailedError(str(error)) from error
+
+    def _sync_lazily(self) -> None:
+        self._lazy_sync = None
+        try:
+            self._sync()
+        except CheckpointFailedError as error:
             self._checkpoint_failed(error)
 
     def _checkpoint(self, record: Any) -> None:
@@ -225,8 +249,10 @@ class AgentService:
             self.checkpoint.write(record)
         except ValueError as error:  # an id that cannot be a path: refused, not fatal
             log.error("not checkpointed: %s", error)
+        except OSError as error:
+            raise CheckpointFailedError(str(error)) from error
 
-    def _checkpoint_failed(self, error: OSError) -> None:
+    def _checkpoint_failed(self, error: CheckpointFailedError) -> None:
         """The disk refused a checkpoint: going on would forward what is not durable.
         Stop as a crash would (tasks keep running), so a restart can recover."""
         log.critical("checkpointing failed, stopping without killing tasks: %s", error)
@@ -404,7 +430,6 @@ class AgentService:
                         self._ws = None
                         self._master_out = []
                         self.dispatch(ev.MasterDisconnected(refusal))
-                        refusal = None
                 delay_s = backoff_s * (0.5 + self._rng.random() / 2)
                 backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
                 with contextlib.suppress(asyncio.TimeoutError):

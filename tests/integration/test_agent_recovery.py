@@ -277,3 +277,19 @@ def test_a_corrupt_checkpoint_stops_the_agent_and_recover_cleanup_wipes_it(
         assert cluster.restart_agent(0) == cluster.agents[0]
         assert cluster.registered_agents()[cluster.agents[0]] != agent_id  # a new agent
         fw.close()
+
+
+def test_an_agent_that_cannot_checkpoint_stops_rather_than_go_on(tmp_path: Path) -> None:
+    with recovery_cluster(tmp_path) as cluster:
+        agent_id = cluster.registered_agents()[cluster.agents[0]]
+        frameworks = agent_work_dir(cluster) / "meta" / "slaves" / agent_id / "frameworks"
+        frameworks.write_text("not a directory")  # every framework record will fail
+        fw = Framework(cluster.master_address, checkpoint=True)
+        fw.launch(fw.offer(), [command_task("t1", "sleep 300")])
+        process = cluster.agent_processes[0]
+        wait_for(lambda: not process.alive, 30.0, "the agent to stop")
+        log = process.log_path.read_text()
+        assert "checkpointing failed, stopping without killing tasks" in log
+        # Nothing that depended on the record happened: no launch, no TASK_STARTING.
+        assert master_tasks(cluster)["t1"]["state"] == "TASK_STAGING"
+        fw.close()
