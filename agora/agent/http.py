@@ -108,6 +108,8 @@ async def _subscribe(
         for item in body.get("unacknowledged_updates", []) if isinstance(body, dict) else []:
             updates.append(status_from_json(item.get("status"), "unacknowledged_updates.status"))
         for task in body.get("unacknowledged_tasks", []) if isinstance(body, dict) else []:
+            if not isinstance(task, dict):
+                raise WireError("'unacknowledged_tasks' must hold TaskInfo objects")
             tasks.append(id_value(task.get("task_id"), "unacknowledged_tasks.task_id"))
     except (WireError, AttributeError) as error:
         return web.Response(status=400, text=str(error))

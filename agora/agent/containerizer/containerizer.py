@@ -149,11 +149,10 @@ class Containerizer:
         (default: the adopted ones)."""
         if known is None:
             known = dict(self.containers)
-        saved = os.path.dirname(self.launch_info_path("x"))
         with contextlib.suppress(FileNotFoundError):
-            for container_id in os.listdir(saved):
+            for container_id in os.listdir(self.launch_infos_dir):
                 if container_id not in known:
-                    shutil.rmtree(os.path.join(saved, container_id), ignore_errors=True)
+                    shutil.rmtree(os.path.join(self.launch_infos_dir, container_id), True)
         for isolator in self.isolators:
             try:
                 isolator.recover(known)
@@ -189,10 +188,12 @@ class Containerizer:
 
     # ------------------------------------------------------------------ recovery
 
+    @property
+    def launch_infos_dir(self) -> str:
+        return os.path.join(self.options.work_dir, "meta", "containers")
+
     def launch_info_path(self, container_id: str) -> str:
-        return os.path.join(
-            self.options.work_dir, "meta", "containers", container_id, "launch.info"
-        )
+        return os.path.join(self.launch_infos_dir, container_id, "launch.info")
 
     def _save_launch_info(self, container: Container) -> None:
         path = self.launch_info_path(container.id)

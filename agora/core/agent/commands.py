@@ -33,8 +33,8 @@ class Register:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Make `record` durable before carrying out any later command (see
-    agora/core/agent/checkpoint.py)."""
+    """Write `record`; it is durable before any later command that may depend on it is
+    carried out (see agora/core/agent/checkpoint.py and agora/agent/checkpoint.py)."""
 
     record: CheckpointRecord
 

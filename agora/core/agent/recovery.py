@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from agora.core.agent.core import AgentCore
 
 Processes = dict[str, ev.SupervisedProcess]
+UNKNOWN_EXIT = 9  # how a vanished executor's end is reported: as killed (SIGKILL)
 
 
 def on_recovered(core: AgentCore, event: ev.Recovered) -> None:
@@ -210,6 +211,7 @@ def _recover_custom_executor(
             if not task.state.is_terminal:
                 _vanished(core, task)
         core.terminate(run)
+        core.executor_exited(run, UNKNOWN_EXIT)
         core.retire(run)
         return
     claimed.add(proc.proc_id)
