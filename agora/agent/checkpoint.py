@@ -145,7 +145,7 @@ def decode_entry(line: bytes, path: RunPath, task_id: str) -> LogEntry:
         if body.get("type") == "UPDATE":
             status = status_from_json(body.get("status"))
             if status.task_id != task_id or status.uuid is None:
-                raise CorruptRecordError(f"an update of task '{status.task_id}' without a uuid")
+                raise CorruptRecordError(f"not an update of task '{task_id}' with a uuid")
             return UpdateRecord(path, task_id, status)
         if body.get("type") == "ACK":
             return AckRecord(path, task_id, base64.b64decode(body["uuid"], validate=True))
@@ -223,10 +223,21 @@ def task_record_from_json(data: object, path: RunPath) -> TaskRecord:
         raise CorruptRecordError("task.info 'proc_id' must be a string")
     if not isinstance(group, int):
         raise CorruptRecordError("task.info 'group' must be an integer")
-    return TaskRecord(path, launch_from_json(data["launch"]), proc_id, group)
+    try:
+        launch = launch_from_json(data["launch"])
+    except (KeyError, TypeError, AttributeError) as error:
+        raise CorruptRecordError(f"task.info 'launch' is malformed: {error!r}") from None
+    return TaskRecord(path, launch, proc_id, group)
 
 
 # ------------------------------------------------------------------ durable files
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of `data` is written (a regular file may take it in parts)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def fsync_dir(path: str) -> None:
@@ -244,7 +255,7 @@ def replace_file(path: str, data: bytes, sync_dir: bool = True) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
         os.fdatasync(fd)
     finally:
         os.close(fd)
@@ -378,7 +389,7 @@ class CheckpointStore:
             if not os.path.exists(path):
                 self._dirs.add(os.path.dirname(path))
             fd = self._appends[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(fd, line)
+        write_all(fd, line)
 
     def _close_under(self, directory: str) -> None:
         prefix = directory + os.sep
@@ -415,8 +426,6 @@ class CheckpointStore:
 
     def forget_all(self) -> None:
         """`--recover=cleanup`: drop the agent id and everything checkpointed under it."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.agents_dir, LATEST))
         shutil.rmtree(self.agents_dir, ignore_errors=True)
         self.agent_id = None
         if os.path.isdir(self.meta):

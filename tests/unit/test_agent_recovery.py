@@ -227,13 +227,42 @@ def test_a_master_refusing_a_rebooted_agent_makes_it_start_over(tmp_path: Path) 
     assert agent_id(agent) == "A2" and not agent.core.tasks
 
 
-def test_a_refusal_without_a_reboot_keeps_the_id(tmp_path: Path) -> None:
+def test_a_refused_id_is_forgotten_and_what_it_ran_destroyed(tmp_path: Path) -> None:
     agent = CheckpointedAgent(tmp_path)
     agent.start()
-    agent.restart()
+    proc, _ = launched(agent, "t1")
+    agent.restart((running(proc),))
+    run = next(iter(agent.core.runs))
     agent.handle(ev.MasterConnected(), 101.0)
-    out = agent.handle(ev.MasterDisconnected("no"), 101.0)
-    assert records(out) == [] and agent.core.agent_id == "A1"
+    out = agent.handle(ev.MasterDisconnected("Agent has been marked gone"), 101.0)
+    assert of(out, cmd.DestroyContainer) == [cmd.DestroyContainer(run)]
+    assert records(out) == [ForgetAgent("A1")] and agent_id(agent) is None
+    out = agent.handle(ev.ProcessExited(proc, 9), 101.5)  # the destroyed process ends
+    assert of(out, cmd.ForgetProcess) and not updates(out)
+
+
+def test_a_refusal_of_a_registered_agent_or_of_a_new_one_forgets_nothing(
+    tmp_path: Path,
+) -> None:
+    agent = CheckpointedAgent(tmp_path)
+    agent.start()
+    out = agent.handle(ev.MasterDisconnected("agent marked unreachable"), 1.0)
+    assert records(out) == [] and agent_id(agent) == "A1"  # it was registered
+    fresh = CheckpointedAgent(tmp_path / "fresh")
+    fresh.restart()
+    fresh.handle(ev.MasterConnected())
+    assert records(fresh.handle(ev.MasterDisconnected("no"))) == []
+
+
+def test_an_agent_the_master_shuts_down_forgets_its_id(tmp_path: Path) -> None:
+    agent = CheckpointedAgent(tmp_path)
+    agent.start()
+    launched(agent, "t1")
+    out = agent.handle(ev.FromMaster(mcmd.ShutdownAgent("marked gone")), 1.0)
+    assert records(out) == [ForgetAgent("A1")]
+    assert out[-1] == cmd.Stop("marked gone")
+    assert agent.restart() == [cmd.RecoveryComplete()]  # the next agent starts afresh
+    assert agent_id(agent) is None
 
 
 # ------------------------------------------------------------------ recovering custom executors

@@ -339,7 +339,7 @@ class AgentCore:
         elif isinstance(message, mcmd.CheckpointResources):
             self.total = message.total
         elif isinstance(message, mcmd.ShutdownAgent):
-            self.emit(cmd.Stop(message.message))
+            recovery.on_shutdown(self, message.message)
 
     def _on_registered(self, agent_id: str, master_id: str) -> None:
         if agent_id != self.agent_id:

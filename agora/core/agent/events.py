@@ -29,7 +29,8 @@ class MasterConnected:
 @dataclass(frozen=True)
 class MasterDisconnected:
     """The link to the master is gone. `refusal`: the master closed it on purpose, with
-    this message, before this agent was (re)registered (e.g. its id was marked gone)."""
+    this message (before this agent was registered again, that refuses its id: e.g. the
+    id was marked gone)."""
 
     refusal: str | None = None
 

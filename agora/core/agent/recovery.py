@@ -26,9 +26,15 @@ re-registration already reports the outcome.
 
 After a reboot (the host's boot id changed) no checkpointed process can still exist:
 tasks are gone (or dropped, if never started) and their updates wait for the master;
-the agent keeps its id where it can, as Mesos does. If the master refuses that id
-before the agent is registered again (it was marked gone), the agent forgets the id and
-everything under it and registers as a new agent.
+the agent keeps its id where it can, as Mesos does.
+
+An id the master no longer wants is forgotten, as Mesos removes meta/slaves/latest when
+its master shuts an agent down: on ShutdownAgent the agent forgets its checkpoint before
+it stops, so the next agent on the work dir registers as new; and if the master refuses
+a re-registration (it closes the link with a reason before the agent is registered: the
+id was marked gone), the agent destroys what is left of the old identity's containers
+(the master has already told their frameworks the tasks are gone), forgets the id and
+registers as a new agent.
 """
 
 from __future__ import annotations
@@ -302,19 +308,29 @@ def _finish_when_done(core: AgentCore) -> None:
 # ------------------------------------------------------------------ refused by the master
 
 
+def on_shutdown(core: AgentCore, message: str) -> None:
+    """The master shut this agent down: its id is done with (the agent stops)."""
+    if core.agent_id is not None:
+        core.emit(cmd.Checkpoint(ForgetAgent(core.agent_id)))
+    core.emit(cmd.Stop(message))
+
+
 def on_refused(core: AgentCore, message: str) -> None:
-    """The master closed the link before this agent was registered again. After a
-    reboot that means its old id is not wanted: forget it and register as new."""
-    if not core.rebooted or core.agent_id is None:
+    """The master closed the link before this agent was registered again: it does not
+    take the old id back. Destroy what is left of it, forget it, register as new."""
+    if core.agent_id is None:
         core.emit(cmd.Log("warning", f"the master refused this agent: {message}"))
         return
     core.emit(
         cmd.Log(
             "warning",
-            f"the master refused agent {core.agent_id} after a reboot ({message}): "
-            "registering as a new agent",
+            f"the master refused agent {core.agent_id} ({message}): destroying its "
+            "containers and registering as a new agent",
         )
     )
+    for run in core.runs.values():
+        if not run.destroyed:
+            core.emit(cmd.DestroyContainer(run.container_id))
     core.emit(cmd.Checkpoint(ForgetAgent(core.agent_id)))
     core.agent_id = None
     core.rebooted = False
