@@ -113,6 +113,7 @@ class MasterConfig:
     work_dir: str = ""
     registry: str = "sqlite"  # sqlite | in_memory | zookeeper (with --zk)
     zk: str | None = None  # zk://host:port,.../path: HA with leader election
+    zk_session_timeout_s: float = 10.0
     options: MasterOptions = field(default_factory=MasterOptions)
     flags: dict[str, str] = field(default_factory=dict)
 
@@ -151,9 +152,12 @@ class MasterService:
     def leading(self) -> bool:
         return self.core is not None
 
-    async def lead(self, store: Store) -> None:
-        """Become the leader: recover from the registry in `store`, then serve."""
+    async def lead(self, store: Store, still_leading: Callable[[], bool] = lambda: True) -> None:
+        """Become the leader: recover from the registry in `store`, then serve (unless
+        `still_leading()` says the election was lost while the registry was read)."""
         registry = registry_from_records(await store.load())
+        if not still_leading() or self.core is not None:
+            return
         self.core = MasterCore(
             self.info, self.config.options, seeded(int.from_bytes(os.urandom(8)))
         )
