@@ -10,11 +10,12 @@ import shutil
 
 import click
 
+from agora.agent.checkpoint import BOOT_ID_PATH, RecoveryError
 from agora.agent.containerizer.containerizer import UnknownIsolatorError, isolator_names
 from agora.agent.containerizer.gpu import discover_gpus
 from agora.agent.containerizer.options import ContainerizerOptions, default_isolation
 from agora.agent.http import serve
-from agora.agent.service import ServiceOptions
+from agora.agent.service import RECOVER_MODES, ServiceOptions
 from agora.core.agent.model import AgentConfig
 from agora.core.agent.resources import MB, agent_resources, detected_text, with_gpus
 from agora.core.allocator.state import AGENT_CAPABILITIES
@@ -89,6 +90,41 @@ def agent_gpus(isolation: str, declared: tuple[int, ...]) -> tuple[int, ...]:
 @click.option("--executor-registration-timeout-s", default=60.0, show_default=True, type=float)
 @click.option("--executor-shutdown-grace-period-s", default=5.0, show_default=True, type=float)
 @click.option(
+    "--executor-reregistration-timeout-s",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 15.0),
+    help="After a restart, how long recovered executors have to re-subscribe (max 15).",
+)
+@click.option(
+    "--recovery-timeout-s",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="How long checkpointing executors wait for a restarted agent (MESOS_RECOVERY_TIMEOUT).",
+)
+@click.option(
+    "--recover",
+    type=click.Choice(RECOVER_MODES),
+    default="reconnect",
+    show_default=True,
+    help="reconnect: recover the checkpointed tasks of the last agent on this work dir; "
+    "cleanup: kill everything it left, forget its checkpoint and id, and exit.",
+)
+@click.option(
+    "--strict/--no-strict",
+    default=True,
+    show_default=True,
+    help="A corrupt checkpoint stops the agent; --no-strict recovers what is left "
+    "(a torn last update record is always tolerated).",
+)
+@click.option(
+    "--boot-id-file",
+    default=BOOT_ID_PATH,
+    show_default=True,
+    help="Where this boot's id is read (reboot detection; tests point it elsewhere).",
+)
+@click.option(
     "--cleanup-on-exit/--no-cleanup-on-exit",
     default=True,
     show_default=True,
@@ -123,6 +159,11 @@ def agent(
     gpu_devices: str | None,
     executor_registration_timeout_s: float,
     executor_shutdown_grace_period_s: float,
+    executor_reregistration_timeout_s: float,
+    recovery_timeout_s: float,
+    recover: str,
+    strict: bool,
+    boot_id_file: str,
     cleanup_on_exit: bool,
     ready_file: str | None,
     log_level: str,
@@ -200,6 +241,10 @@ def agent(
         "nvidia_gpu_devices": ",".join(str(g) for g in gpus),
         "executor_registration_timeout": f"{executor_registration_timeout_s}secs",
         "executor_shutdown_grace_period": f"{executor_shutdown_grace_period_s}secs",
+        "executor_reregistration_timeout": f"{executor_reregistration_timeout_s}secs",
+        "recovery_timeout": f"{recovery_timeout_s}secs",
+        "recover": recover,
+        "strict": str(strict).lower(),
         "cleanup_on_exit": str(cleanup_on_exit).lower(),
     }
     config = AgentConfig(
@@ -211,6 +256,8 @@ def agent(
         base_env={k: os.environ[k] for k in _ENV_KEPT if k in os.environ},
         executor_registration_timeout_s=executor_registration_timeout_s,
         executor_shutdown_grace_period_s=executor_shutdown_grace_period_s,
+        executor_reregistration_timeout_s=executor_reregistration_timeout_s,
+        recovery_timeout_s=recovery_timeout_s,
         switch_user=switch_user,
     )
     options = ServiceOptions(
@@ -218,5 +265,11 @@ def agent(
         cleanup_on_exit=cleanup_on_exit,
         flags=flags,
         containerizer=containerizer,
+        recover=recover,
+        strict=strict,
+        boot_id_path=boot_id_file,
     )
-    asyncio.run(serve(config, options, ready_file))
+    try:
+        asyncio.run(serve(config, options, ready_file))
+    except RecoveryError as error:
+        raise click.ClickException(f"cannot recover from {work_dir}/meta: {error}") from None

@@ -142,7 +142,7 @@ def _executor_spec_from_json(data: Mapping[str, Any]) -> cmd.ExecutorSpec:
     )
 
 
-def _launch_to_json(launch: cmd.TaskLaunch) -> Json:
+def launch_to_json(launch: cmd.TaskLaunch) -> Json:
     out: Json = {
         "task_id": launch.task_id,
         "name": launch.name,
@@ -155,7 +155,7 @@ def _launch_to_json(launch: cmd.TaskLaunch) -> Json:
     return out
 
 
-def _launch_from_json(data: Mapping[str, Any]) -> cmd.TaskLaunch:
+def launch_from_json(data: Mapping[str, Any]) -> cmd.TaskLaunch:
     executor = data.get("executor")
     return cmd.TaskLaunch(
         task_id=_str(data, "task_id"),
@@ -177,7 +177,7 @@ def agent_message_to_json(message: cmd.AgentMessage) -> Json:
         return {
             "type": "RUN_TASK",
             "framework": framework_to_json(message.framework),
-            "task": _launch_to_json(message.task),
+            "task": launch_to_json(message.task),
         }
     if isinstance(message, cmd.AcknowledgeUpdate):
         return {
@@ -194,7 +194,7 @@ def agent_message_to_json(message: cmd.AgentMessage) -> Json:
             "type": "RUN_TASK_GROUP",
             "framework": framework_to_json(message.framework),
             "executor": _executor_spec_to_json(message.executor),
-            "tasks": [_launch_to_json(t) for t in message.tasks],
+            "tasks": [launch_to_json(t) for t in message.tasks],
         }
     if isinstance(message, cmd.KillTask):
         out: Json = {
@@ -232,7 +232,7 @@ def agent_message_from_json(data: Mapping[str, Any]) -> cmd.AgentMessage:
     if kind == "PING":
         return cmd.Ping()
     if kind == "RUN_TASK":
-        task = _launch_from_json(data["task"])
+        task = launch_from_json(data["task"])
         return cmd.RunTask(framework_from_json(data.get("framework")), task)
     if kind == "ACKNOWLEDGE":
         return cmd.AcknowledgeUpdate(
@@ -246,7 +246,7 @@ def agent_message_from_json(data: Mapping[str, Any]) -> cmd.AgentMessage:
         return cmd.RunTaskGroup(
             framework_from_json(data.get("framework")),
             _executor_spec_from_json(data["executor"]),
-            tuple(_launch_from_json(t) for t in data.get("tasks", ())),
+            tuple(launch_from_json(t) for t in data.get("tasks", ())),
         )
     if kind == "KILL_TASK":
         return cmd.KillTask(
