@@ -108,7 +108,9 @@ class NetworkLab:
             return
         self._closed = True
         for host in self.hosts:
-            # Deleting the namespace deletes the veth pair with it.
+            # Deleting one end of a veth pair deletes both at once; a deleted namespace
+            # would take its end along only when the kernel gets round to it.
+            subprocess.run(["ip", "link", "del", host.outer_link], capture_output=True, check=False)
             subprocess.run(["ip", "netns", "del", host.namespace], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
