@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -53,8 +54,10 @@ from agora.runtime.outbox import Outbox
 from agora.wire import agent_channel as channel
 from agora.wire.mesos_json import Json, WireError, status_to_json
 from agora.wire.recordio import encode_record
+from agora.zookeeper.leader import LeaderAddress, is_zk_url
 
 log = logging.getLogger("agora.agent")
+T = TypeVar("T")
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 10.0
@@ -78,6 +81,15 @@ class ServiceOptions:
     recover: str = "reconnect"
     strict: bool = True  # a corrupt checkpoint stops the agent (Mesos's --strict)
     boot_id_path: str = BOOT_ID_PATH  # where this boot's id is read (tests fake reboots)
+
+
+class _Link(enum.Enum):
+    OPENED = "opened"  # the WebSocket was up (and has ended)
+    MOVED = "moved"  # a master that does not lead sent the agent to the one that does
+    FAILED = "failed"  # no link: unreachable, refused, no leader
+
+
+MAX_MOVES = 3  # redirects followed without a pause (two masters pointing at each other)
 
 
 class ExecutorStream(Outbox):
@@ -117,6 +129,9 @@ class AgentService:
         self._master_out: list[Json] = []
         self._master_wake = asyncio.Event()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        # Silence after which the link counts as dead: told by the master on registration.
+        self._master_silence_s: float | None = None
+        self._master_address = options.master  # host:port now (a zk:// master: the leader)
         self._timer: asyncio.TimerHandle | None = None
         self._rearm_scheduled = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -403,47 +418,110 @@ class AgentService:
                 await ws.send_bytes(channel.encode_frame(batch))
 
     async def _master_loop(self) -> None:
-        url = f"ws://{self.options.master}{channel.PATH}"
+        """Connect to the master (the leader ZooKeeper names, for a zk:// master, or
+        the one a 307 points to), register, and reconnect with back-off when the link
+        ends; a new leader ends the link at once."""
+        leader = LeaderAddress(self.options.master) if is_zk_url(self.options.master) else None
+        if leader is not None:
+            leader.add_listener(self._on_leader)
+            await leader.start()
         headers = {channel.PROTOCOL_HEADER: channel.PROTOCOL_VERSION}
         backoff_s = BACKOFF_MIN_S
-        async with aiohttp.ClientSession() as session:
-            while not self.stopping.is_set():
-                writer: asyncio.Task[None] | None = None
-                refusal: str | None = None
-                try:
-                    async with session.ws_connect(
-                        url, headers=headers, max_msg_size=0, autoping=True
-                    ) as ws:
-                        log.info("connected to the master at %s", self.options.master)
+        moves = 0
+        try:
+            async with aiohttp.ClientSession() as session:
+                while not self.stopping.is_set():
+                    if leader is not None:
+                        host, port = await self._until_stopping(leader.wait())
+                        self._master_address = f"{host}:{port}"
+                    link = await self._connect_once(session, headers)
+                    if link is _Link.MOVED and moves < MAX_MOVES:
+                        moves += 1
+                        continue  # sent to the leader: go there at once
+                    moves = 0
+                    if link is _Link.OPENED:
                         backoff_s = BACKOFF_MIN_S
-                        self._ws = ws
-                        self._master_out = []
-                        writer = asyncio.get_running_loop().create_task(self._writer(ws))
-                        self.dispatch(ev.MasterConnected())
-                        refusal = await self._read_master(ws)
-                except (TimeoutError, aiohttp.ClientError, OSError) as error:
-                    log.info("master %s unreachable: %s", self.options.master, error)
-                finally:
-                    if writer is not None:
-                        writer.cancel()
-                    if self._ws is not None:
-                        self._ws = None
-                        self._master_out = []
-                        self.dispatch(ev.MasterDisconnected(refusal))
-                delay_s = backoff_s * (0.5 + self._rng.random() / 2)
-                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), delay_s)
+                    delay_s = backoff_s * (0.5 + self._rng.random() / 2)
+                    backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), delay_s)
+        finally:
+            if leader is not None:
+                await leader.close()
+
+    async def _until_stopping(self, waiting: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(waiting)
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            raise asyncio.CancelledError
+        return task.result()
+
+    async def _connect_once(self, session: aiohttp.ClientSession, headers: dict[str, str]) -> _Link:
+        """One link's life, from connecting until it ends."""
+        url = f"ws://{self._master_address}{channel.PATH}"
+        writer: asyncio.Task[None] | None = None
+        refusal: str | None = None
+        outcome = _Link.FAILED
+        try:
+            async with session.ws_connect(
+                url, headers=headers, max_msg_size=0, autoping=True
+            ) as ws:
+                log.info("connected to the master at %s", self._master_address)
+                self._ws = ws
+                self._master_out = []
+                self._master_silence_s = None
+                writer = asyncio.get_running_loop().create_task(self._writer(ws))
+                outcome = _Link.OPENED
+                self.dispatch(ev.MasterConnected())
+                refusal = await self._read_master(ws)
+        except aiohttp.WSServerHandshakeError as error:
+            location = error.headers.get("Location", "") if error.headers else ""
+            if error.status == 307 and "//" in location:
+                self._master_address = location.split("//", 1)[1].split("/", 1)[0]
+                log.info("the master sent this agent to the leader at %s", self._master_address)
+                outcome = _Link.MOVED
+            else:
+                log.info("master %s refused the link: %s", self._master_address, error)
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            log.info("master %s unreachable: %s", self._master_address, error)
+        finally:
+            if writer is not None:
+                writer.cancel()
+            if self._ws is not None:
+                self._ws = None
+                self._master_out = []
+                self.dispatch(ev.MasterDisconnected(refusal))
+        return outcome
+
+    def _on_leader(self, address: tuple[str, int] | None) -> None:
+        """ZooKeeper names another leading master: leave the current one now."""
+        target = None if address is None else f"{address[0]}:{address[1]}"
+        if self._ws is not None and target != self._master_address:
+            asyncio.get_running_loop().create_task(self._ws.close())
 
     async def _read_master(self, ws: aiohttp.ClientWebSocketResponse) -> str | None:
         """Feed the master's frames to the core until the link ends; returns the
-        master's message if it closed the link with one (a refusal)."""
+        master's message if it refused this agent's id (channel.CLOSE_REFUSED)."""
         while True:
-            frame = await ws.receive()
+            try:
+                frame = await ws.receive(timeout=self._master_silence_s)
+            except TimeoutError:
+                log.warning(
+                    "nothing from the master for %.0f s: taking the link for dead",
+                    self._master_silence_s,
+                )
+                return None
             if frame.type is aiohttp.WSMsgType.BINARY:
                 self._on_frame(frame.data)
             elif frame.type is aiohttp.WSMsgType.CLOSE:
-                return str(frame.extra) if frame.extra else None
+                if frame.data == channel.CLOSE_REFUSED:
+                    return str(frame.extra or "refused by the master")
+                if frame.extra:
+                    log.info("the master closed the link: %s", frame.extra)
+                return None
             elif frame.type in (
                 aiohttp.WSMsgType.CLOSING,
                 aiohttp.WSMsgType.CLOSED,
@@ -458,6 +536,9 @@ class AgentService:
             log.warning("bad frame from the master: %s", error)
             return
         for message in messages:
+            timeout_s = message.get(channel.PING_TIMEOUT_FIELD)
+            if isinstance(timeout_s, int | float) and timeout_s > 0:
+                self._master_silence_s = float(timeout_s)
             try:
                 decoded = channel.agent_message_from_json(message)
             except (WireError, KeyError, TypeError) as error:

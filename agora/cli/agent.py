@@ -23,6 +23,8 @@ from agora.core.attributes import parse_attributes
 from agora.core.errors import InvalidResource
 from agora.core.master.info import AgentInfo
 from agora.core.resource_text import parse_resources
+from agora.zookeeper.leader import is_zk_url
+from agora.zookeeper.url import InvalidZooKeeperUrl, parse_zk_url
 
 _ENV_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 
@@ -52,7 +54,12 @@ def agent_gpus(isolation: str, declared: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @click.command()
-@click.option("--master", default=None, help="Master HOST:PORT (default $AGORA_MASTER).")
+@click.option(
+    "--master",
+    default=None,
+    help="Master HOST:PORT, or zk://HOST:PORT,.../PATH to follow the leader "
+    "(default $AGORA_MASTER).",
+)
 @click.option("--ip", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5051, show_default=True, help="Port (0: pick a free one).")
 @click.option("--hostname", default=None, help="Name advertised to the master (default: --ip).")
@@ -173,6 +180,11 @@ def agent(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     master = master or os.environ.get("AGORA_MASTER") or "127.0.0.1:5050"
+    if is_zk_url(master):
+        try:
+            parse_zk_url(master)
+        except InvalidZooKeeperUrl as error:
+            raise click.BadParameter(str(error), param_hint="--master") from None
     work_dir = os.path.abspath(work_dir or f"/tmp/agora/agent-{port}")
     if isolation == "auto":
         isolation = ",".join(default_isolation(cgroups_hierarchy))

@@ -84,13 +84,17 @@ class AgentLink:
         self.outbox: list[Json] = []
         self.wake = asyncio.Event()
         self.close_message: str | None = None
+        self.close_code = 1000
 
     def push(self, message: Json) -> None:
         self.outbox.append(message)
         self.wake.set()
 
-    def close(self, message: str) -> None:
+    def close(self, message: str, refused: bool = False) -> None:
+        """Close after what is queued; `refused` tells the agent its id is refused for
+        good (channel.CLOSE_REFUSED), anything else that it may connect again."""
         self.close_message = message
+        self.close_code = channel.CLOSE_REFUSED if refused else 1000
         self.wake.set()
 
     async def run_writer(self) -> None:
@@ -101,7 +105,7 @@ class AgentLink:
                 batch, self.outbox = self.outbox, []
                 await self.ws.send_bytes(channel.encode_frame(batch))
             if self.close_message is not None:
-                await self.ws.close(message=self.close_message.encode()[:120])
+                await self.ws.close(code=self.close_code, message=self.close_message.encode()[:120])
                 return
 
 
@@ -308,7 +312,14 @@ class MasterService:
         elif isinstance(command, cmd.SendToAgent):
             link = self.links_by_agent.get(command.agent_id)
             if link is not None:
-                link.push(channel.agent_message_to_json(command.message))
+                message = channel.agent_message_to_json(command.message)
+                if isinstance(command.message, cmd.AgentRegistered | cmd.AgentReregistered):
+                    # How long the agent may hear nothing before it takes this link for
+                    # dead (Mesos's total ping timeout, sent in SlaveRegisteredMessage).
+                    options = self.config.options
+                    timeout_s = options.agent_ping_timeout_s * options.max_agent_ping_timeouts
+                    message[channel.PING_TIMEOUT_FIELD] = timeout_s
+                link.push(message)
         elif isinstance(command, cmd.CloseStream):
             stream = self.streams.get(command.framework_id)
             if stream is not None and stream.stream_id == command.stream_id:
@@ -323,7 +334,7 @@ class MasterService:
         elif isinstance(command, cmd.DropAgentConnection):
             link = self.links.get(command.connection_id)
             if link is not None:
-                link.close(command.message)
+                link.close(command.message, command.refused)
 
     def _record(self, framework_id: str, event: cmd.SchedulerEvent) -> bytes:
         framework = self.master.frameworks.get(framework_id)

@@ -33,6 +33,13 @@ from agora.core.task_states import TaskState
 from agora.wire.mesos_json import Json, WireError, status_from_json
 
 PATH = "/api/v1/agent"
+# WebSocket close code of a master that refuses the agent's id for good (marked gone):
+# only then does the agent forget its id. Other closes (a master stepping down, a bad
+# frame, an agent marked unreachable) mean "connect again".
+CLOSE_REFUSED = 4403
+# In REGISTERED / REREGISTERED: the seconds of silence after which the agent takes the
+# link for dead and connects again (the master's ping timeout x max missed pings).
+PING_TIMEOUT_FIELD = "ping_timeout_s"
 PROTOCOL_HEADER = "Agora-Agent-Protocol"
 PROTOCOL_VERSION = "1"
 

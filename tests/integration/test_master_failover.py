@@ -125,9 +125,14 @@ def test_masters_announce_themselves_in_the_mesos_layout(
     client = KazooClient(hosts=hosts)
     client.start(10)
     try:
-        children = client.get_children("/" + path)
-        members = sorted(c for c in children if c.startswith("json.info_"))
-        assert len(members) == 3 and all(len(c) == len("json.info_") + 10 for c in members)
+
+        def contenders() -> list[str]:
+            children = client.get_children("/" + path)
+            members = sorted(c for c in children if c.startswith("json.info_"))
+            return members if len(members) == 3 else []
+
+        members = wait_until(contenders, 20.0, "three contenders")  # each contends on start
+        assert all(len(c) == len("json.info_") + 10 for c in members)
         data: Any = json.loads(client.get(f"/{path}/{members[0]}")[0])
         leader = masters.master_address
         assert f"{data['address']['ip']}:{data['address']['port']}" == leader
@@ -162,3 +167,34 @@ def test_a_scheduler_given_the_zk_url_follows_the_leader(
         await driver.stop()
 
     asyncio.run(scenario())
+
+
+def test_agents_given_the_zk_url_follow_a_new_leader_with_their_tasks(
+    tmp_path: Path, zk_url: str
+) -> None:
+    from tests.integration.agent_kit import Framework, command_task
+
+    with LocalCluster(
+        agents=2,
+        masters=2,
+        zk=zk_url,
+        work_dir=tmp_path / "cluster",
+        agent_resources=["cpus:2;mem:1024;disk:1024;ports:[31000-31099]"] * 2,
+        master_args=["--allocation-interval-s", "0.2", "--zk-session-timeout-s", SESSION_TIMEOUT_S],
+        start_timeout_s=60.0,
+    ) as cluster:
+        before = cluster.wait_for_agents()
+        framework = Framework(cluster.master_address, ("PARTITION_AWARE",))
+        framework.launch(framework.offer(), [command_task("long", "sleep 600")])
+        framework.until(lambda: framework.states("long")[-1:] == ["TASK_RUNNING"], what="running")
+        first = cluster.master_address
+        cluster.kill_master()
+        wait_until(
+            lambda: cluster.leader_index() is not None and cluster.master_address != first,
+            30.0,
+            "a new leader",
+        )
+        assert cluster.wait_for_agents(60.0) == before  # the same agents under the same ids
+        tasks = get_json(cluster.master_address, "/master/tasks")["tasks"]
+        assert [(t["id"], t["state"]) for t in tasks] == [("long", "TASK_RUNNING")]
+        framework.close()

@@ -66,7 +66,9 @@ def on_register(master: MasterCore, event: ev.RegisterAgent, now: float) -> None
 @handles(ev.ReregisterAgent)
 def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> None:
     if event.agent_id in master.gone_agents:
-        master.emit(cmd.DropAgentConnection(event.connection_id, "Agent has been marked gone"))
+        master.emit(
+            cmd.DropAgentConnection(event.connection_id, "Agent has been marked gone", refused=True)
+        )
         return
     agent = master.agents.get(event.agent_id)
     if agent is not None and agent.connected and agent.connection_id == event.connection_id:
