@@ -132,6 +132,7 @@ class AgentService:
         # Silence after which the link counts as dead: told by the master on registration.
         self._master_silence_s: float | None = None
         self._master_address = options.master  # host:port now (a zk:// master: the leader)
+        self._leader_changed = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._rearm_scheduled = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -443,8 +444,7 @@ class AgentService:
                         backoff_s = BACKOFF_MIN_S
                     delay_s = backoff_s * (0.5 + self._rng.random() / 2)
                     backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), delay_s)
+                    await self._back_off(delay_s)
         finally:
             if leader is not None:
                 await leader.close()
@@ -496,9 +496,20 @@ class AgentService:
                 self.dispatch(ev.MasterDisconnected(refusal))
         return outcome
 
+    async def _back_off(self, delay_s: float) -> None:
+        """Wait before connecting again; a new leader ends the wait at once."""
+        self._leader_changed.clear()
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        changed = asyncio.ensure_future(self._leader_changed.wait())
+        await asyncio.wait({stopping, changed}, timeout=delay_s, return_when="FIRST_COMPLETED")
+        stopping.cancel()
+        changed.cancel()
+
     def _on_leader(self, address: tuple[str, int] | None) -> None:
         """ZooKeeper names another leading master: leave the current one now."""
         target = None if address is None else f"{address[0]}:{address[1]}"
+        if address is not None:
+            self._leader_changed.set()
         if self._ws is not None and target != self._master_address:
             asyncio.get_running_loop().create_task(self._ws.close())
 

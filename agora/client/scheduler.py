@@ -105,6 +105,9 @@ class SchedulerDriver:
 
     @property
     def master(self) -> str:
+        """The master's `host:port` (the zk:// URL given, until a leader is found)."""
+        if self._leader is not None and not self._master[0]:
+            return self._leader.master
         return f"{self._master[0]}:{self._master[1]}"
 
     @property

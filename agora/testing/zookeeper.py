@@ -82,10 +82,12 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def four_letter_word(port: int, word: str = "srvr", timeout_s: float = 1.0) -> str | None:
+def four_letter_word(
+    port: int, word: str = "srvr", timeout_s: float = 1.0, host: str = "127.0.0.1"
+) -> str | None:
     """The server's answer to a four-letter command, or None if it does not answer."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
             sock.sendall(word.encode())
             chunks = []
             while chunk := sock.recv(65536):
@@ -109,6 +111,7 @@ def _die_with_parent() -> list[str]:
 class ZooKeeperNode:
     myid: int
     directory: Path
+    host: str = "127.0.0.1"  # where clients connect
     client_port: int = 0
     quorum_port: int = 0
     election_port: int = 0
@@ -118,7 +121,7 @@ class ZooKeeperNode:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def alive(self) -> bool:
@@ -130,7 +133,7 @@ class ZooKeeperNode:
 
     def mode(self) -> str | None:
         """standalone / leader / follower / observer while serving, else None."""
-        answer = four_letter_word(self.client_port) if self.alive else None
+        answer = four_letter_word(self.client_port, host=self.host) if self.alive else None
         for line in (answer or "").splitlines():
             if line.startswith("Mode: ") and line[6:].strip() in SERVING_MODES:
                 return line[6:].strip()
@@ -174,7 +177,10 @@ class ZooKeeperEnsemble:
         stop_timeout_s: float = 10.0,
         force_sync: bool = True,
         java: str = "java",
+        host: str = "127.0.0.1",
     ) -> None:
+        """`host`: the address clients connect to (a network lab's bridge, so that hosts
+        in network namespaces reach it); the nodes talk to each other on 127.0.0.1."""
         if size < 1:
             raise ValueError("a ZooKeeper ensemble needs at least one node")
         self.size = size
@@ -186,7 +192,9 @@ class ZooKeeperEnsemble:
         self.stop_timeout_s = stop_timeout_s
         self.force_sync = force_sync
         self.java = java
-        self.nodes = [ZooKeeperNode(i + 1, self.work_dir / f"zk{i + 1}") for i in range(size)]
+        self.nodes = [
+            ZooKeeperNode(i + 1, self.work_dir / f"zk{i + 1}", host) for i in range(size)
+        ]
 
     # ----------------------------------------------------------------- addresses
 
@@ -236,7 +244,7 @@ class ZooKeeperEnsemble:
             "syncLimit=5",
             f"dataDir={node.directory / 'data'}",
             f"clientPort={node.client_port}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={node.host}",
             "admin.enableServer=false",
             "4lw.commands.whitelist=srvr,stat,mntr,conf,ruok",
             "maxClientCnxns=0",  # tests open many sessions from 127.0.0.1
