@@ -28,6 +28,7 @@ from typing import Any
 
 from agora.client import SchedulerDriver
 from agora.client.types import (
+    TERMINAL_STATES,
     Event,
     FrameworkInfo,
     command_info,
@@ -40,16 +41,6 @@ from agora.client.types import (
 
 log = logging.getLogger("agora.chaos")
 
-TERMINAL = {
-    "TASK_FINISHED",
-    "TASK_FAILED",
-    "TASK_KILLED",
-    "TASK_ERROR",
-    "TASK_LOST",
-    "TASK_DROPPED",
-    "TASK_GONE",
-    "TASK_GONE_BY_OPERATOR",
-}
 # What a framework may be told about a task that never started.
 NEVER_RAN = {"TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_ERROR", "TASK_KILLED", "TASK_UNKNOWN"}
 CPUS, MEM = 0.1, 32.0
@@ -66,7 +57,7 @@ class TaskRecord:
         """The last word the framework has: a terminal state, or UNKNOWN (the master
         knows nothing of it although every agent is back)."""
         for state in reversed(self.states):
-            if state in TERMINAL or state == "TASK_UNKNOWN":
+            if state in TERMINAL_STATES or state == "TASK_UNKNOWN":
                 return state
         return None
 
@@ -225,9 +216,9 @@ def judge(framework: ChaosFramework, truth: Truth, killed: set[str]) -> list[str
         if final is None:
             problems.append(f"{task_id}: never told how it ended (saw {seen})")
             continue
-        first_terminal = next((i for i, s in enumerate(seen) if s in TERMINAL), None)
+        first_terminal = next((i for i, s in enumerate(seen) if s in TERMINAL_STATES), None)
         if first_terminal is not None and any(
-            s != seen[first_terminal] for s in seen[first_terminal + 1 :] if s in TERMINAL
+            s != seen[first_terminal] for s in seen[first_terminal + 1 :] if s in TERMINAL_STATES
         ):
             problems.append(f"{task_id}: two different ends {seen}")
         if task_id in truth.ended and final != "TASK_FINISHED":
