@@ -148,9 +148,10 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     candidate: asyncio.Task[None] | None = None
+    failures: list[str] = []
     if config.zk is None:
         # A single master that loses its registry cannot go on (Mesos exits too).
-        service.on_abdicate.append(lambda why: stop.set())
+        service.on_abdicate.append(lambda why: (failures.append(why), stop.set()))
         await service.lead(open_store(config))
     else:
         url = parse_zk_url(config.zk)
@@ -168,6 +169,8 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
             await _finish(candidate)
         await service.stop()
         await runner.cleanup()
+    if failures:
+        raise SystemExit(f"agora master: {failures[0]}")
 
 
 async def _finish(candidate: asyncio.Task[None]) -> None:
