@@ -151,7 +151,11 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     failures: list[str] = []
     if config.zk is None:
         # A single master that loses its registry cannot go on (Mesos exits too).
-        service.on_abdicate.append(lambda why: (failures.append(why), stop.set()))
+        def fail(why: str) -> None:
+            failures.append(why)
+            stop.set()
+
+        service.on_abdicate.append(fail)
         await service.lead(open_store(config))
     else:
         url = parse_zk_url(config.zk)
