@@ -23,7 +23,7 @@ agents) and time until the last agent has its REREGISTERED.
 
 Figures (medians over the repeats):
   leader_failover_s  SIGKILL of the leader -> the new master serving (/metrics/snapshot
-                     answers 200: the registry loaded and the master leading). Single
+                     says master/elected: the registry loaded and the master leading). Single
                      master mode: this is process start, imports and registry load; see
                      `masters()` for where an HA mode (ZooKeeper, standbys) plugs in.
   reregister_s       the leader known -> the last agent re-registered, with phases:
@@ -89,18 +89,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_status(address: str, path: str, timeout_s: float = 2.0) -> int:
-    host, port = address.rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+def elected(address: str) -> bool:
+    """The master at `address` answers and leads (every master answers the metrics;
+    only the leader, its registry loaded, says `master/elected` 1)."""
     try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
+        return bool(get_json(address, "/metrics/snapshot", 2.0).get("master/elected") == 1.0)
+    except (OSError, ValueError):
+        return False
 
 
 def get_json(address: str, path: str, timeout_s: float = 120.0) -> Any:
@@ -158,7 +153,7 @@ class SingleMaster:
 
     def _wait_serving(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while http_status(self.address, "/metrics/snapshot") != 200:
+        while not elected(self.address):
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"the master exited; see {self.work_dir / 'master.log'}")
             if time.monotonic() > deadline:

@@ -3,6 +3,8 @@ local cluster of real processes (1 master, 2 agents, each task 0.1 cpus and 32 M
 
     python bench/throughput.py [--tasks 2000] [--repeat 3] [--json]
     python bench/throughput.py --sleep          # 200 tasks of `sleep 1` at once
+    python bench/throughput.py --checkpoint     # the framework checkpoints (agents fsync
+                                                # every task, update and acknowledgement)
 
 Prints tasks/s (first launch to last terminal update), the submit -> finish latency of
 each task (ACCEPT sent -> TASK_FINISHED received; p50, p99), and the CPU seconds per task
@@ -58,10 +60,12 @@ class Run:
     accepts: int = 0
 
 
-async def run_workload(master: str, tasks: int, command: str, name: str) -> Run:
+async def run_workload(
+    master: str, tasks: int, command: str, name: str, checkpoint: bool = False
+) -> Run:
     run = Run(tasks, command)
     done = asyncio.Event()
-    driver = SchedulerDriver(master, FrameworkInfo(name=name))
+    driver = SchedulerDriver(master, FrameworkInfo(name=name, checkpoint=checkpoint))
     next_index = 0
 
     async def on_offers(event: Event) -> None:
@@ -143,10 +147,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(cluster: LocalCluster, tasks: int, command: str, index: int) -> dict[str, Any]:
+def measure(
+    cluster: LocalCluster, tasks: int, command: str, index: int, checkpoint: bool = False
+) -> dict[str, Any]:
     before = cluster_cpu(cluster)
     own = psutil.Process().cpu_times()
-    run = asyncio.run(run_workload(cluster.master_address, tasks, command, f"bench{index}"))
+    run = asyncio.run(
+        run_workload(cluster.master_address, tasks, command, f"bench{index}", checkpoint)
+    )
     after = cluster_cpu(cluster)
     own_after = psutil.Process().cpu_times()
     framework_s = own_after.user + own_after.system - own.user - own.system
@@ -200,6 +208,9 @@ def main() -> None:
         help="also run tuned Slurm side by side (bench/slurm_peer.py) and print the ratio",
     )
     parser.add_argument("--peer-jobs", type=int, default=500, help="jobs per Slurm run")
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="the framework checkpoints (FrameworkInfo)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tasks = args.tasks or (200 if args.sleep else 2000)
@@ -214,7 +225,7 @@ def main() -> None:
     results = []
     with LocalCluster(agents=2, agent_resources=resources, master_args=args.master_arg) as cluster:
         for index in range(args.repeat):
-            result = measure(cluster, tasks, command, index)
+            result = measure(cluster, tasks, command, index, args.checkpoint)
             results.append(result)
             if not args.json:
                 print(
@@ -231,6 +242,7 @@ def main() -> None:
     summary: dict[str, Any] = {k: statistics.median(r[k] for r in results) for k in keys}
     summary.update(
         mode="sleep 1" if args.sleep else "/bin/true",
+        checkpoint=args.checkpoint,
         tasks=tasks,
         repeat=args.repeat,
         agent_resources=resources,

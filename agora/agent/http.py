@@ -65,6 +65,8 @@ async def executor_api(request: web.Request) -> web.StreamResponse:
     rid = service.next_request_id()
     if kind == "HEARTBEAT":
         return web.Response(status=202)
+    if not service.recovered:
+        return web.Response(status=503, text="Agent has not finished recovery")
     if kind == "SUBSCRIBE":
         return await _subscribe(request, service, rid, framework_id, executor_id, call)
     try:
@@ -101,13 +103,18 @@ async def _subscribe(
 ) -> web.StreamResponse:
     body = call.get("subscribe") or {}
     updates = []
+    tasks = []
     try:
         for item in body.get("unacknowledged_updates", []) if isinstance(body, dict) else []:
             updates.append(status_from_json(item.get("status"), "unacknowledged_updates.status"))
+        for task in body.get("unacknowledged_tasks", []) if isinstance(body, dict) else []:
+            if not isinstance(task, dict):
+                raise WireError("'unacknowledged_tasks' must hold TaskInfo objects")
+            tasks.append(id_value(task.get("task_id"), "unacknowledged_tasks.task_id"))
     except (WireError, AttributeError) as error:
         return web.Response(status=400, text=str(error))
     commands = service.dispatch(
-        ev.ExecutorSubscribe(rid, framework_id, executor_id, tuple(updates))
+        ev.ExecutorSubscribe(rid, framework_id, executor_id, tuple(updates), tuple(tasks))
     )
     refused = _reply(commands, rid)
     if refused is not None:
@@ -251,7 +258,12 @@ async def serve(
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:  # e.g. checkpoint.RecoveryError: leave no server behind
+        await service.supervisor.close()
+        await runner.cleanup()
+        raise
     if ready_file:
         write_ready_file(ready_file, config.endpoint)
     log.info("agent serving on %s, master %s", config.endpoint, options.master)

@@ -36,7 +36,9 @@ Protocol: newline-delimited JSON objects over a unix stream socket, batched both
                                                       setup before it) failed
       {"op": "exited", "id": P, "pid": N, "status": WAIT_STATUS}
 
-On-disk layout under the agent's work dir (agent recovery builds on this):
+On-disk layout under the agent's work dir. Agent recovery (agora/core/agent/recovery.py)
+asks a restarted agent's supervisor for `list`: the processes it still runs, and those
+that ended while no agent was connected, with their wait statuses.
 
     <work_dir>/supervisor.sock            the socket (an abstract socket named
                                           `agora-supervisor-<sha1 of work dir>` when the

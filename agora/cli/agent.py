@@ -10,11 +10,12 @@ import shutil
 
 import click
 
+from agora.agent.checkpoint import BOOT_ID_PATH, RecoveryError
 from agora.agent.containerizer.containerizer import UnknownIsolatorError, isolator_names
 from agora.agent.containerizer.gpu import discover_gpus
 from agora.agent.containerizer.options import ContainerizerOptions, default_isolation
 from agora.agent.http import serve
-from agora.agent.service import ServiceOptions
+from agora.agent.service import RECOVER_MODES, ServiceOptions
 from agora.core.agent.model import AgentConfig
 from agora.core.agent.resources import MB, agent_resources, detected_text, with_gpus
 from agora.core.allocator.state import AGENT_CAPABILITIES
@@ -22,6 +23,8 @@ from agora.core.attributes import parse_attributes
 from agora.core.errors import InvalidResource
 from agora.core.master.info import AgentInfo
 from agora.core.resource_text import parse_resources
+from agora.zookeeper.leader import is_zk_url
+from agora.zookeeper.url import InvalidZooKeeperUrl, parse_zk_url
 
 _ENV_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 
@@ -51,7 +54,12 @@ def agent_gpus(isolation: str, declared: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @click.command()
-@click.option("--master", default=None, help="Master HOST:PORT (default $AGORA_MASTER).")
+@click.option(
+    "--master",
+    default=None,
+    help="Master HOST:PORT, or zk://HOST:PORT,.../PATH to follow the leader "
+    "(default $AGORA_MASTER).",
+)
 @click.option("--ip", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5051, show_default=True, help="Port (0: pick a free one).")
 @click.option("--hostname", default=None, help="Name advertised to the master (default: --ip).")
@@ -89,6 +97,41 @@ def agent_gpus(isolation: str, declared: tuple[int, ...]) -> tuple[int, ...]:
 @click.option("--executor-registration-timeout-s", default=60.0, show_default=True, type=float)
 @click.option("--executor-shutdown-grace-period-s", default=5.0, show_default=True, type=float)
 @click.option(
+    "--executor-reregistration-timeout-s",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 15.0),
+    help="After a restart, how long recovered executors have to re-subscribe (max 15).",
+)
+@click.option(
+    "--recovery-timeout-s",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="How long checkpointing executors wait for a restarted agent (MESOS_RECOVERY_TIMEOUT).",
+)
+@click.option(
+    "--recover",
+    type=click.Choice(RECOVER_MODES),
+    default="reconnect",
+    show_default=True,
+    help="reconnect: recover the checkpointed tasks of the last agent on this work dir; "
+    "cleanup: kill everything it left, forget its checkpoint and id, and exit.",
+)
+@click.option(
+    "--strict/--no-strict",
+    default=True,
+    show_default=True,
+    help="A corrupt checkpoint stops the agent; --no-strict recovers what is left "
+    "(a torn last update record is always tolerated).",
+)
+@click.option(
+    "--boot-id-file",
+    default=BOOT_ID_PATH,
+    show_default=True,
+    help="Where this boot's id is read (reboot detection; tests point it elsewhere).",
+)
+@click.option(
     "--cleanup-on-exit/--no-cleanup-on-exit",
     default=True,
     show_default=True,
@@ -123,6 +166,11 @@ def agent(
     gpu_devices: str | None,
     executor_registration_timeout_s: float,
     executor_shutdown_grace_period_s: float,
+    executor_reregistration_timeout_s: float,
+    recovery_timeout_s: float,
+    recover: str,
+    strict: bool,
+    boot_id_file: str,
     cleanup_on_exit: bool,
     ready_file: str | None,
     log_level: str,
@@ -132,6 +180,11 @@ def agent(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     master = master or os.environ.get("AGORA_MASTER") or "127.0.0.1:5050"
+    if is_zk_url(master):
+        try:
+            parse_zk_url(master)
+        except InvalidZooKeeperUrl as error:
+            raise click.BadParameter(str(error), param_hint="--master") from None
     work_dir = os.path.abspath(work_dir or f"/tmp/agora/agent-{port}")
     if isolation == "auto":
         isolation = ",".join(default_isolation(cgroups_hierarchy))
@@ -200,6 +253,10 @@ def agent(
         "nvidia_gpu_devices": ",".join(str(g) for g in gpus),
         "executor_registration_timeout": f"{executor_registration_timeout_s}secs",
         "executor_shutdown_grace_period": f"{executor_shutdown_grace_period_s}secs",
+        "executor_reregistration_timeout": f"{executor_reregistration_timeout_s}secs",
+        "recovery_timeout": f"{recovery_timeout_s}secs",
+        "recover": recover,
+        "strict": str(strict).lower(),
         "cleanup_on_exit": str(cleanup_on_exit).lower(),
     }
     config = AgentConfig(
@@ -211,6 +268,8 @@ def agent(
         base_env={k: os.environ[k] for k in _ENV_KEPT if k in os.environ},
         executor_registration_timeout_s=executor_registration_timeout_s,
         executor_shutdown_grace_period_s=executor_shutdown_grace_period_s,
+        executor_reregistration_timeout_s=executor_reregistration_timeout_s,
+        recovery_timeout_s=recovery_timeout_s,
         switch_user=switch_user,
     )
     options = ServiceOptions(
@@ -218,5 +277,11 @@ def agent(
         cleanup_on_exit=cleanup_on_exit,
         flags=flags,
         containerizer=containerizer,
+        recover=recover,
+        strict=strict,
+        boot_id_path=boot_id_file,
     )
-    asyncio.run(serve(config, options, ready_file))
+    try:
+        asyncio.run(serve(config, options, ready_file))
+    except RecoveryError as error:
+        raise click.ClickException(f"cannot recover from {work_dir}/meta: {error}") from None

@@ -25,8 +25,8 @@ def master_option(function: F) -> F:
         "--master",
         default=default_master,
         show_default=f"${MASTER_ENV} or {DEFAULT_MASTER}",
-        metavar="HOST:PORT",
-        help="the master to talk to",
+        metavar="HOST:PORT|zk://...",
+        help="the master to talk to (a zk:// URL: the one that leads)",
     )(function)
 
 

@@ -11,6 +11,7 @@ from agora.core.allocator.options import AllocatorOptions
 from agora.core.master.model import MasterOptions
 from agora.master.app import serve
 from agora.master.service import MasterConfig
+from agora.zookeeper.url import InvalidZooKeeperUrl, parse_zk_url
 
 
 @click.command()
@@ -30,6 +31,20 @@ from agora.master.service import MasterConfig
     show_default=True,
     help="Where the registry lives: <work-dir>/registry.sqlite, or memory only.",
 )
+@click.option(
+    "--zk",
+    default=None,
+    help="zk://host:port[,host:port...]/path: elect a leader among masters with this URL "
+    "(the registry then lives in ZooKeeper).",
+)
+@click.option(
+    "--quorum",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Accepted with --zk for Mesos compatibility: ZooKeeper's own quorum makes "
+    "registry writes durable.",
+)
+@click.option("--zk-session-timeout-s", default=10.0, show_default=True, type=float)
 @click.option("--ready-file", default=None, help="Write {address, pid} here once serving.")
 @click.option("--log-level", default="info", show_default=True)
 def master(
@@ -43,6 +58,9 @@ def master(
     max_agent_ping_timeouts: int,
     agent_reregister_timeout_s: float,
     registry: str,
+    zk: str | None,
+    quorum: int | None,
+    zk_session_timeout_s: float,
     ready_file: str | None,
     log_level: str,
 ) -> None:
@@ -67,14 +85,24 @@ def master(
         "agent_ping_timeout": f"{agent_ping_timeout_s}secs",
         "max_agent_ping_timeouts": str(max_agent_ping_timeouts),
         "agent_reregister_timeout": f"{agent_reregister_timeout_s}secs",
-        "registry": registry,
+        "registry": "zookeeper" if zk else registry,
     }
+    if zk:
+        try:
+            flags["zk"] = str(parse_zk_url(zk))  # the password masked
+        except InvalidZooKeeperUrl as error:
+            raise click.BadParameter(str(error), param_hint="--zk") from None
+        flags["zk_session_timeout"] = f"{zk_session_timeout_s}secs"
+        if quorum is not None:
+            flags["quorum"] = str(quorum)
     config = MasterConfig(
         ip=ip,
         port=port,
         hostname=hostname,
         work_dir=work_dir,
-        registry=registry,
+        registry="zookeeper" if zk else registry,
+        zk=zk,
+        zk_session_timeout_s=zk_session_timeout_s,
         options=options,
         flags=flags,
     )

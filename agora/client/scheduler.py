@@ -24,9 +24,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 
 from agora.client.backoff import Backoff
-from agora.client.http import HttpError, HttpPool, Response, redirect_target, split_address
+from agora.client.http import (
+    Connection,
+    HttpError,
+    HttpPool,
+    Response,
+    redirect_target,
+    split_address,
+)
 from agora.client.stream import StreamError, encode, open_stream, records
 from agora.client.types import Event, FrameworkInfo, Json, id_json, launch
+from agora.zookeeper.leader import LeaderAddress, is_zk_url
 
 log = logging.getLogger("agora.client.scheduler")
 
@@ -63,7 +71,10 @@ class SchedulerDriver:
         call_timeout_s: float = 75.0,
         subscribe_timeout_s: float = 30.0,
     ) -> None:
-        self._master = split_address(master)
+        # A zk:// master: follow whichever master ZooKeeper says leads.
+        self._leader = LeaderAddress(master) if is_zk_url(master) else None
+        self._master = ("", 0) if self._leader is not None else split_address(master)
+        self._stream_connection: Connection | None = None
         info = framework.to_json() if isinstance(framework, FrameworkInfo) else dict(framework)
         self._framework_info: Json = info
         self.framework_id: str | None = info.get("id", {}).get("value")
@@ -94,6 +105,9 @@ class SchedulerDriver:
 
     @property
     def master(self) -> str:
+        """The master's `host:port` (the zk:// URL given, until a leader is found)."""
+        if self._leader is not None and not self._master[0]:
+            return self._leader.master
         return f"{self._master[0]}:{self._master[1]}"
 
     @property
@@ -144,6 +158,8 @@ class SchedulerDriver:
             await asyncio.gather(self._run_task, return_exceptions=True)
         self._finish()
         await self._pool.close()
+        if self._leader is not None:
+            await self._leader.close()
 
     async def join(self) -> None:
         """Wait until the driver stops (stop() or a fatal error); re-raises the error."""
@@ -195,9 +211,14 @@ class SchedulerDriver:
                 queue.put_nowait(_DONE)
 
     async def _run(self) -> None:
+        if self._leader is not None:
+            self._leader.add_listener(self._on_leader)
+            await self._leader.start()
         try:
             while not self._stopping:
                 try:
+                    if self._leader is not None:
+                        self._move_to(await self._leader.wait())
                     await self._subscribe_once()
                 except SchedulerError as error:
                     self.error = error
@@ -234,6 +255,7 @@ class SchedulerDriver:
         connection, head = await open_stream(
             host, port, SCHEDULER_PATH, self._subscribe_body(), timeout_s=self._subscribe_timeout_s
         )
+        self._stream_connection = connection
         try:
             if head.status in (301, 302, 307, 308):
                 self._move_to(redirect_target(head.headers.get("location", ""), self._master))
@@ -246,7 +268,16 @@ class SchedulerDriver:
             async for record in records(connection, head, self._idle_timeout_s):
                 await self._dispatch(Event.from_json(record))
         finally:
+            self._stream_connection = None
             connection.close()
+
+    def _on_leader(self, address: tuple[str, int] | None) -> None:
+        """ZooKeeper names another leader (or none): leave the old master's stream; the
+        run loop re-subscribes with the new one."""
+        if address is not None:
+            self._move_to(address)
+        if self._stream_connection is not None:
+            self._stream_connection.close()
 
     def _move_to(self, address: tuple[str, int]) -> None:
         if address != self._master:

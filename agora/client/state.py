@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from agora.client.http import split_address
+from agora.zookeeper.leader import LeaderAddress, is_zk_url
 
 
 class UnreachableError(Exception):
@@ -34,6 +35,7 @@ class StateClient:
     def __init__(self, timeout_s: float = 10.0) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
         self._session: aiohttp.ClientSession | None = None
+        self._leaders: dict[str, str] = {}  # zk:// URL -> the leading master found
 
     async def __aenter__(self) -> StateClient:
         return self
@@ -51,7 +53,35 @@ class StateClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
+    async def _resolve(self, address: str) -> str:
+        """A zk:// master is whichever master ZooKeeper says leads (looked up once, and
+        again after a failed request)."""
+        if not is_zk_url(address):
+            return address
+        if address in self._leaders:
+            return self._leaders[address]
+        leader = LeaderAddress(address)
+        try:
+            await leader.start(timeout_s=self._timeout.total or 10.0)
+            host, port = await leader.wait(timeout_s=self._timeout.total)
+        except TimeoutError:
+            raise UnreachableError(f"no master leads in {address}") from None
+        finally:
+            await leader.close()
+        self._leaders[address] = f"{host}:{port}"
+        return self._leaders[address]
+
     async def get_json(
+        self, address: str, path: str, params: Mapping[str, str | int] | None = None
+    ) -> Any:
+        given, address = address, await self._resolve(address)
+        try:
+            return await self._get(address, path, params)
+        except UnreachableError:
+            self._leaders.pop(given, None)
+            raise
+
+    async def _get(
         self, address: str, path: str, params: Mapping[str, str | int] | None = None
     ) -> Any:
         url = base_url(address) + path

@@ -268,5 +268,5 @@ class AgentSocket(asyncio.Protocol):
         if not self._closing:
             self._write(wsf.frame(wsf.OP_BINARY, payload))
 
-    def close(self, reason: str) -> None:
-        self._send_close(wsf.CLOSE_NORMAL, reason)
+    def close(self, reason: str, code: int = wsf.CLOSE_NORMAL) -> None:
+        self._send_close(code, reason)

@@ -28,6 +28,7 @@ import msgspec
 from agora.master.service import Link, MasterService
 from agora.wire import agent_channel as channel
 from agora.wire import agent_mux as mux
+from agora.wire import websocket as wsf
 from agora.wire.mesos_json import Json, WireError
 from agora.wire.scheduler import decode_json
 
@@ -41,11 +42,11 @@ BAD_MESSAGE = (WireError, KeyError, TypeError, AttributeError, ValueError)
 
 class FrameSink(Protocol):
     """The socket side of a channel: sends one binary message, or closes (after what
-    was sent) with a reason the peer sees."""
+    was sent) with a close code and a reason the peer sees."""
 
     def send(self, payload: bytes) -> None: ...
 
-    def close(self, reason: str) -> None: ...
+    def close(self, reason: str, code: int = wsf.CLOSE_NORMAL) -> None: ...
 
 
 class Channel(Protocol):
@@ -123,11 +124,11 @@ class AgentLink:
         if not self.closing:
             self.sink.send(channel.encode_frame(batch))
 
-    def close(self, message: str) -> None:
+    def close(self, message: str, refused: bool = False) -> None:
         if not self.closing:
             self._out.drain()
             self.closing = True
-            self.sink.close(message)
+            self.sink.close(message, channel.CLOSE_REFUSED if refused else wsf.CLOSE_NORMAL)
 
 
 class OneAgent:
@@ -178,8 +179,8 @@ class MuxedLink:
     def push(self, message: Json) -> None:
         self.socket.push(self.key, message)
 
-    def close(self, message: str) -> None:
-        self.socket.detach(self, message)
+    def close(self, message: str, refused: bool = False) -> None:
+        self.socket.detach(self, message, refused)
 
 
 class MuxSocket:
@@ -202,7 +203,7 @@ class MuxSocket:
         if not self.closing:
             self.sink.send(mux.encode_mux_frame(batch))
 
-    def detach(self, link: MuxedLink, message: str) -> None:
+    def detach(self, link: MuxedLink, message: str, refused: bool = False) -> None:
         """The master ends one agent's connection: tell it, and forget its key at once
         (a later message under the key attaches a new connection). The service hears
         of the closing on the next loop turn, as it would from a socket of its own,
@@ -210,7 +211,7 @@ class MuxSocket:
         if self.links.get(link.key) is not link:
             return
         del self.links[link.key]
-        self.push(link.key, mux.detach(message[:120]))
+        self.push(link.key, mux.detach(message[:120], refused))
         asyncio.get_running_loop().call_soon(self.service.link_closed, link)
 
     def close(self, reason: str) -> None:

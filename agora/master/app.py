@@ -21,6 +21,7 @@ from aiohttp import web
 from agora.core.master.info import MasterInfo
 from agora.master import endpoints, operator_calls
 from agora.master.agent_server import FrontDoor
+from agora.master.candidate import Candidate
 from agora.master.registry.memory_store import MemoryStore
 from agora.master.registry.sqlite_store import SqliteStore
 from agora.master.registry.store import Store
@@ -29,6 +30,7 @@ from agora.master.service import MasterConfig, MasterService, NotLeading
 from agora.runtime.gc_tuning import tune_for_service
 from agora.runtime.limits import listen_backlog, raise_open_file_limit
 from agora.wire import agent_channel
+from agora.zookeeper.url import parse_zk_url
 
 log = logging.getLogger("agora.master")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,7 +58,14 @@ def _paths(*paths: str) -> list[str]:
 # Answered by every master, leading or not.
 _ANY_MASTER = frozenset(
     p
-    for path in ("/health", "/master/health", "/version", "/master/redirect", "/redirect")
+    for path in (
+        "/health",
+        "/master/health",
+        "/version",
+        "/master/redirect",
+        "/redirect",
+        "/metrics/snapshot",
+    )
     for p in (path, path + "/", path + ".json")
 )
 
@@ -155,9 +164,21 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # A single master that loses its registry cannot go on (Mesos exits too).
-    service.on_abdicate.append(lambda why: stop.set())
-    await service.lead(open_store(config))
+    candidate: asyncio.Task[None] | None = None
+    failures: list[str] = []
+    if config.zk is None:
+        # A single master that loses its registry cannot go on (Mesos exits too).
+        def fail(why: str) -> None:
+            failures.append(why)
+            stop.set()
+
+        service.on_abdicate.append(fail)
+        await service.lead(open_store(config))
+    else:
+        url = parse_zk_url(config.zk)
+        elections = Candidate(service, url, config.zk_session_timeout_s)
+        candidate = loop.create_task(elections.run(stop))
+        candidate.add_done_callback(lambda _: stop.set())
     log.info("agora master %s listening on %s", service.master_id, address)
     if ready_file:
         write_ready_file(ready_file, address)
@@ -166,5 +187,19 @@ async def serve(config: MasterConfig, ready_file: str | None = None) -> None:
     finally:
         log.info("agora master stopping")
         server.close()
+        if candidate is not None:
+            await _finish(candidate)
         await service.stop()
         await runner.cleanup()
+    if failures:
+        raise SystemExit(f"agora master: {failures[0]}")
+
+
+async def _finish(candidate: asyncio.Task[None]) -> None:
+    """Let the candidacy withdraw (so a standby leads at once), and say why it ended."""
+    try:
+        await asyncio.wait_for(candidate, 10.0)
+    except TimeoutError:
+        log.warning("the ZooKeeper candidacy did not end in time")
+    except Exception:
+        log.exception("the ZooKeeper candidacy failed")

@@ -119,7 +119,12 @@ async def flags(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return json_response(request, metrics_snapshot(service_of(request)))
+    """Every master answers: a standby says it is not elected (Mesos's `master/elected`)."""
+    service = service_of(request)
+    if not service.leading:
+        standby = {"master/elected": 0.0, "master/uptime_secs": time.time() - service.start_time}
+        return json_response(request, standby)
+    return json_response(request, metrics_snapshot(service))
 
 
 def metrics_snapshot(service: MasterService) -> dict[str, float]:

@@ -84,7 +84,10 @@ class Link(Protocol):
 
     def push(self, message: Json) -> None: ...
 
-    def close(self, message: str) -> None: ...
+    def close(self, message: str, refused: bool = False) -> None:
+        """Close after what is queued; `refused` tells the agent its id is refused for
+        good (channel.CLOSE_REFUSED), anything else that it may connect again."""
+        ...
 
 
 @dataclass
@@ -95,6 +98,7 @@ class MasterConfig:
     work_dir: str = ""
     registry: str = "sqlite"  # sqlite | in_memory | zookeeper (with --zk)
     zk: str | None = None  # zk://host:port,.../path: HA with leader election
+    zk_session_timeout_s: float = 10.0
     options: MasterOptions = field(default_factory=MasterOptions)
     flags: dict[str, str] = field(default_factory=dict)
 
@@ -134,9 +138,12 @@ class MasterService:
     def leading(self) -> bool:
         return self.core is not None
 
-    async def lead(self, store: Store) -> None:
-        """Become the leader: recover from the registry in `store`, then serve."""
+    async def lead(self, store: Store, still_leading: Callable[[], bool] = lambda: True) -> None:
+        """Become the leader: recover from the registry in `store`, then serve (unless
+        `still_leading()` says the election was lost while the registry was read)."""
         registry = registry_from_records(await store.load())
+        if not still_leading() or self.core is not None:
+            return
         self.core = MasterCore(
             self.info, self.config.options, seeded(int.from_bytes(os.urandom(8)))
         )
@@ -296,7 +303,14 @@ class MasterService:
         elif isinstance(command, cmd.SendToAgent):
             link = self.links_by_agent.get(command.agent_id)
             if link is not None:
-                link.push(channel.agent_message_to_json(command.message))
+                message = channel.agent_message_to_json(command.message)
+                if isinstance(command.message, cmd.AgentRegistered | cmd.AgentReregistered):
+                    # How long the agent may hear nothing before it takes this link for
+                    # dead (Mesos's total ping timeout, sent in SlaveRegisteredMessage).
+                    options = self.config.options
+                    timeout_s = options.agent_ping_timeout_s * options.max_agent_ping_timeouts
+                    message[channel.PING_TIMEOUT_FIELD] = timeout_s
+                link.push(message)
         elif isinstance(command, cmd.CloseStream):
             stream = self.streams.get(command.framework_id)
             if stream is not None and stream.stream_id == command.stream_id:
@@ -311,7 +325,7 @@ class MasterService:
         elif isinstance(command, cmd.DropAgentConnection):
             link = self.links.get(command.connection_id)
             if link is not None:
-                link.close(command.message)
+                link.close(command.message, command.refused)
 
     def _record(self, framework_id: str, event: cmd.SchedulerEvent) -> bytes:
         framework = self.master.frameworks.get(framework_id)

@@ -70,6 +70,7 @@ class ManagedProcess:
     address: str | None = None
     port: int = 0
     history: list[int] = field(default_factory=list)  # pids of earlier incarnations
+    prefix: list[str] = field(default_factory=list)  # e.g. `ip netns exec NS`
 
     @property
     def alive(self) -> bool:
@@ -98,7 +99,19 @@ class LocalCluster:
         stop_timeout_s: float = 10.0,
         python: str = sys.executable,
         keep_work_dir: bool | None = None,
+        agent_ips: Sequence[str] | None = None,
+        agent_prefix: Callable[[int], list[str]] | None = None,
+        masters: int = 1,
+        zk: str | None = None,
     ) -> None:
+        """`agent_ips` and `agent_prefix` place agents elsewhere than beside the master:
+        agent i listens on agent_ips[i] and runs under agent_prefix(i) (for example in
+        a network namespace of agora.testing.netns, with the master on its bridge).
+
+        With `zk` (a zk:// URL), `masters` masters elect a leader in ZooKeeper and the
+        agents follow it; `master` and `master_address` are then the current leader's."""
+        if masters < 1 or (masters > 1 and zk is None):
+            raise ValueError("several masters need a ZooKeeper URL (zk=...)")
         if agents < 0:
             raise ValueError("agents must be >= 0")
         self._owns_work_dir = work_dir is None
@@ -111,10 +124,23 @@ class LocalCluster:
         self.marker = uuid.uuid4().hex
         self._python = python
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1", MARKER_VARIABLE: self.marker}
-        self.master = self._process(
-            "master",
-            ["master", "--ip", ip, "--port", str(master_port), *master_args],
-        )
+        self.zk = zk
+        ha_args = ["--zk", zk] if zk is not None else []
+        self.masters = [
+            self._process(
+                "master" if masters == 1 else f"master-{index}",
+                [
+                    "master",
+                    "--ip",
+                    ip,
+                    "--port",
+                    str(master_port if index == 0 else 0),
+                    *ha_args,
+                    *master_args,
+                ],
+            )
+            for index in range(masters)
+        ]
         self._agent_count = agents
         if agent_resources is None or isinstance(agent_resources, str):
             per_agent: list[str | None] = [agent_resources] * agents
@@ -124,6 +150,8 @@ class LocalCluster:
                 raise ValueError("agent_resources needs one entry per agent")
         self._agent_resources = per_agent
         self._agent_args = list(agent_args)
+        self._agent_ips = list(agent_ips) if agent_ips is not None else [ip] * agents
+        self._agent_prefix = agent_prefix
         self.agent_processes: list[ManagedProcess] = []
         self._started = False
 
@@ -139,10 +167,48 @@ class LocalCluster:
     # ------------------------------------------------------------------ addresses
 
     @property
+    def master(self) -> ManagedProcess:
+        """The leading master (the only one, without ZooKeeper; else the first one whose
+        metrics say it is elected, falling back to the first running one)."""
+        if len(self.masters) == 1:
+            return self.masters[0]
+        index = self.leader_index()
+        if index is None:
+            running = [m for m in self.masters if m.alive] or self.masters
+            return running[0]
+        return self.masters[index]
+
+    def leader_index(self) -> int | None:
+        """Which master leads now, by its own /metrics/snapshot (None: none does)."""
+        for index, process in enumerate(self.masters):
+            if not process.alive or process.address is None:
+                continue
+            try:
+                metrics = get_json(process.address, "/metrics/snapshot", timeout_s=2.0)
+            except (OSError, urllib.error.URLError, ValueError):
+                continue
+            if metrics.get("master/elected") == 1.0:
+                return index
+        return None
+
+    def wait_for_leader(self, timeout_s: float | None = None) -> int:
+        def elected() -> int | None:
+            index = self.leader_index()
+            return None if index is None else index + 1  # 0 is a leader too
+
+        found = wait_until(elected, timeout_s or self.start_timeout_s, "a master to lead")
+        return found - 1
+
+    @property
     def master_address(self) -> str:
         if self.master.address is None:
             raise ClusterError("the master is not running")
         return self.master.address
+
+    @property
+    def agent_master(self) -> str:
+        """What agents are given as --master: the ZooKeeper URL, or the master."""
+        return self.zk if self.zk is not None else self.masters[0].address or ""
 
     @property
     def agents(self) -> list[str]:
@@ -156,21 +222,27 @@ class LocalCluster:
             return self
         self._started = True
         try:
-            self._launch(self.master)
-            self._wait_ready(self.master)
+            for master in self.masters:
+                self._launch(master)
+            for master in self.masters:
+                self._wait_ready(master)
+            if self.zk is not None:
+                self.wait_for_leader()
             for index, resources in enumerate(self._agent_resources):
                 args = [
                     "agent",
                     "--master",
-                    self.master_address,
+                    self.agent_master,
                     "--ip",
-                    self.ip,
+                    self._agent_ips[index],
                     "--port",
                     "0",
                 ]
                 if resources:
                     args += ["--resources", resources]
                 process = self._process(f"agent-{index}", [*args, *self._agent_args])
+                if self._agent_prefix is not None:
+                    process.prefix = self._agent_prefix(index)
                 self.agent_processes.append(process)
                 self._launch(process)
             for process in self.agent_processes:
@@ -192,6 +264,7 @@ class LocalCluster:
         if process.port and "--port" in args:
             args[args.index("--port") + 1] = str(process.port)
         command = [
+            *process.prefix,
             self._python,
             "-m",
             "agora",
@@ -289,20 +362,26 @@ class LocalCluster:
             self.wait_for_agents()
         return address
 
-    def kill_master(self) -> None:
-        """SIGKILL the master (agents and tasks keep running, as after a crash)."""
-        if self.master.popen is not None and self.master.alive:
-            self.master.popen.kill()
-            self.master.popen.wait()
+    def kill_master(self, index: int | None = None) -> int:
+        """SIGKILL a master (the leader unless `index` says), as after a crash; agents
+        and tasks keep running. Returns the index of the master killed."""
+        if index is None:
+            index = self.masters.index(self.master)
+        process = self.masters[index]
+        if process.popen is not None and process.alive:
+            process.popen.kill()
+            process.popen.wait()
+        return index
 
-    def restart_master(self, *extra_args: str, wait: bool = True) -> str:
-        """Start the master again on the same port and work dir (so with the same
-        registry); `extra_args` are added to its command line. Waits until every
-        running agent has re-registered unless `wait` is False."""
-        self.kill_master()
-        self.master.args = [*self.master.args, *extra_args]
-        self._launch(self.master)
-        address = self._wait_ready(self.master)
+    def restart_master(self, *extra_args: str, index: int = 0, wait: bool = True) -> str:
+        """Start master `index` again on the same port and work dir (so, without
+        ZooKeeper, with the same registry); `extra_args` are added to its command line.
+        Waits until every running agent has re-registered unless `wait` is False."""
+        self.kill_master(index)
+        process = self.masters[index]
+        process.args = [*process.args, *extra_args]
+        self._launch(process)
+        address = self._wait_ready(process)
         if wait:
             self.wait_for_agents()
         return address
@@ -329,7 +408,7 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop everything: agents, then the master; then any process left with our marker."""
         self._terminate(self.agent_processes)
-        self._terminate([self.master])
+        self._terminate(self.masters)
         self._sweep()
         if self._owns_work_dir and not self.keep_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -359,7 +438,7 @@ class LocalCluster:
 
     def logs(self, lines: int = 40) -> str:
         parts = []
-        for process in [self.master, *self.agent_processes]:
+        for process in [*self.masters, *self.agent_processes]:
             parts.append(f"----- {process.name} ({process.log_path}) -----\n")
             parts.append(process.log_tail(lines) + "\n")
         return "".join(parts)

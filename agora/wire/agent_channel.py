@@ -34,6 +34,13 @@ from agora.wire.mesos_json import Json, WireError, status_from_json
 from agora.wire.packed import PackedJson, ParseCache
 
 PATH = "/api/v1/agent"
+# WebSocket close code of a master that refuses the agent's id for good (marked gone):
+# only then does the agent forget its id. Other closes (a master stepping down, a bad
+# frame, an agent marked unreachable) mean "connect again".
+CLOSE_REFUSED = 4403
+# In REGISTERED / REREGISTERED: the seconds of silence after which the agent takes the
+# link for dead and connects again (the master's ping timeout x max missed pings).
+PING_TIMEOUT_FIELD = "ping_timeout_s"
 PROTOCOL_HEADER = "Agora-Agent-Protocol"
 PROTOCOL_VERSION = "1"
 
@@ -148,7 +155,7 @@ def _executor_spec_from_json(data: Mapping[str, Any]) -> cmd.ExecutorSpec:
     )
 
 
-def _launch_to_json(launch: cmd.TaskLaunch) -> Json:
+def launch_to_json(launch: cmd.TaskLaunch) -> Json:
     out: Json = {
         "task_id": launch.task_id,
         "name": launch.name,
@@ -161,7 +168,7 @@ def _launch_to_json(launch: cmd.TaskLaunch) -> Json:
     return out
 
 
-def _launch_from_json(data: Mapping[str, Any]) -> cmd.TaskLaunch:
+def launch_from_json(data: Mapping[str, Any]) -> cmd.TaskLaunch:
     executor = data.get("executor")
     return cmd.TaskLaunch(
         task_id=_str(data, "task_id"),
@@ -183,7 +190,7 @@ def agent_message_to_json(message: cmd.AgentMessage) -> Json:
         return {
             "type": "RUN_TASK",
             "framework": framework_to_json(message.framework),
-            "task": _launch_to_json(message.task),
+            "task": launch_to_json(message.task),
         }
     if isinstance(message, cmd.AcknowledgeUpdate):
         return {
@@ -200,7 +207,7 @@ def agent_message_to_json(message: cmd.AgentMessage) -> Json:
             "type": "RUN_TASK_GROUP",
             "framework": framework_to_json(message.framework),
             "executor": _executor_spec_to_json(message.executor),
-            "tasks": [_launch_to_json(t) for t in message.tasks],
+            "tasks": [launch_to_json(t) for t in message.tasks],
         }
     if isinstance(message, cmd.KillTask):
         out: Json = {
@@ -238,7 +245,7 @@ def agent_message_from_json(data: Mapping[str, Any]) -> cmd.AgentMessage:
     if kind == "PING":
         return cmd.Ping()
     if kind == "RUN_TASK":
-        task = _launch_from_json(data["task"])
+        task = launch_from_json(data["task"])
         return cmd.RunTask(framework_from_json(data.get("framework")), task)
     if kind == "ACKNOWLEDGE":
         return cmd.AcknowledgeUpdate(
@@ -252,7 +259,7 @@ def agent_message_from_json(data: Mapping[str, Any]) -> cmd.AgentMessage:
         return cmd.RunTaskGroup(
             framework_from_json(data.get("framework")),
             _executor_spec_from_json(data["executor"]),
-            tuple(_launch_from_json(t) for t in data.get("tasks", ())),
+            tuple(launch_from_json(t) for t in data.get("tasks", ())),
         )
     if kind == "KILL_TASK":
         return cmd.KillTask(

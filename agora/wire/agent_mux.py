@@ -90,9 +90,12 @@ def decode_mux_pairs(data: bytes) -> list[tuple[int, msgspec.Raw]]:
     return pairs
 
 
-def detach(message: str) -> Json:
+def detach(message: str, refused: bool = False) -> Json:
     """End one agent's connection on a multiplexed socket (either direction)."""
-    return {"type": DETACH, "message": message}
+    out: Json = {"type": DETACH, "message": message}
+    if refused:
+        out["refused"] = True
+    return out
 
 
 def is_detach(message: Mapping[str, Any]) -> bool:

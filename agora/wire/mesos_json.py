@@ -215,6 +215,30 @@ def master_info_to_json(info: MasterInfo) -> Json:
     }
 
 
+def master_info_from_json(data: object) -> MasterInfo:
+    """MasterInfo as masters publish it in ZooKeeper (ours, or Mesos's own): `address` when
+    present, else the uint32 `ip` and `port`; WireError names a missing or bad field."""
+    body = obj(data, "MasterInfo")
+    address = opt_obj(body, "address", "MasterInfo.address")
+    ip = address.get("ip")
+    if ip is None:
+        raw = number(body.get("ip"), "MasterInfo.ip")
+        if not raw.is_integer() or not 0 <= raw < 2**32:
+            raise WireError("'MasterInfo.ip' must be an IPv4 address as a uint32")
+        ip = socket.inet_ntoa(int(raw).to_bytes(4, "little"))
+    port = number(address.get("port", body.get("port")), "MasterInfo.address.port")
+    if not port.is_integer() or not 0 < port < 65536:
+        raise WireError("'MasterInfo.address.port' must be a port number")
+    hostname = body.get("hostname", address.get("hostname", ip))
+    return MasterInfo(
+        id=string(body.get("id"), "MasterInfo.id"),
+        ip=string(ip, "MasterInfo.address.ip"),
+        port=int(port),
+        hostname=string(hostname, "MasterInfo.hostname"),
+        version=string(body.get("version", ""), "MasterInfo.version"),
+    )
+
+
 def resource_format(capabilities: frozenset[str]) -> ResourceFormat:
     if "RESERVATION_REFINEMENT" in capabilities:
         return ResourceFormat.POST_REFINEMENT

@@ -28,7 +28,8 @@ SLOW_WAIT_S = 50.0  # a pending event may wait for the next 15 s heartbeat, more
 class Client:
     def __init__(self, address: str, name: str, recorder: Recorder) -> None:
         self.recorder = recorder
-        self.client = MesosClient(mesos_urls=[f"http://{address}"], frameworkName=name)
+        url = address if "://" in address else f"http://{address}"  # zk://... as it is
+        self.client = MesosClient(mesos_urls=[url], frameworkName=name)
         self.client.on(MesosClient.SUBSCRIBED, self.on_subscribed)
         self.client.on(MesosClient.OFFERS, self.on_offers)
         self.client.on(MesosClient.UPDATE, self.on_update)

@@ -88,11 +88,14 @@ def agent_process(tmp: Path, master: str, *args: str, name: str = "agent") -> It
 
 
 class Framework:
-    """A scheduler on a raw SUBSCRIBE stream that acknowledges every update."""
+    """A scheduler on a raw SUBSCRIBE stream that acknowledges every update, except
+    those of the tasks in `held` (until `release`)."""
 
-    def __init__(self, master: str, capabilities: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, master: str, capabilities: tuple[str, ...] = (), *, checkpoint: bool = False
+    ) -> None:
         self.master = master
-        info: dict[str, Any] = {"user": "root", "name": "agent-test"}
+        info: dict[str, Any] = {"user": "root", "name": "agent-test", "checkpoint": checkpoint}
         if capabilities:
             info["capabilities"] = [{"type": c} for c in capabilities]
         self.stream = RawStream(
@@ -104,6 +107,8 @@ class Framework:
         self.updates: list[dict[str, Any]] = []
         self.offers: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.held: set[str] = set()  # task ids whose updates are not acknowledged yet
+        self.unacknowledged: list[dict[str, Any]] = []
 
     def call(self, body: dict[str, Any]) -> None:
         status, data = call(self.master, self.stream, self.id, body)
@@ -117,17 +122,31 @@ class Framework:
         elif event["type"] == "UPDATE":
             status = event["update"]["status"]
             self.updates.append(status)
-            if "uuid" in status:
-                self.call(
-                    {
-                        "type": "ACKNOWLEDGE",
-                        "acknowledge": {
-                            "agent_id": status["agent_id"],
-                            "task_id": status["task_id"],
-                            "uuid": status["uuid"],
-                        },
-                    }
-                )
+            if "uuid" in status and status["task_id"]["value"] in self.held:
+                self.unacknowledged.append(status)
+            elif "uuid" in status:
+                self.acknowledge(status)
+
+    def acknowledge(self, status: dict[str, Any]) -> None:
+        self.call(
+            {
+                "type": "ACKNOWLEDGE",
+                "acknowledge": {
+                    "agent_id": status["agent_id"],
+                    "task_id": status["task_id"],
+                    "uuid": status["uuid"],
+                },
+            }
+        )
+
+    def release(self, task_id: str) -> None:
+        """Acknowledge the held updates of `task_id` (the newest copy of each) and stop
+        holding its updates back."""
+        self.held.discard(task_id)
+        mine = [s for s in self.unacknowledged if s["task_id"]["value"] == task_id]
+        self.unacknowledged = [s for s in self.unacknowledged if s not in mine]
+        for status in {s["uuid"]: s for s in mine}.values():
+            self.acknowledge(status)
 
     def until(self, predicate: Any, timeout_s: float = 20.0, what: str = "events") -> Any:
         import time

@@ -256,3 +256,31 @@ def test_custom_executor_subscribes_and_updates(tmp_path: Path) -> None:
         assert env["MESOS_SLAVE_PID"] == f"slave(1)@{agent}" and env["MESOS_CHECKPOINT"] == "0"
         response.close()
         fw.close()
+
+
+def test_the_executor_api_answers_503_until_the_agent_has_recovered(tmp_path: Path) -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agora.agent.http import make_app
+    from agora.agent.service import AgentService, ServiceOptions
+    from agora.core.agent.model import AgentConfig
+    from agora.core.master.info import AgentInfo
+    from agora.core.resource_text import parse_resources
+
+    async def main() -> None:
+        info = AgentInfo("127.0.0.1", 5051, parse_resources("cpus:1;mem:64"))
+        config = AgentConfig(work_dir=str(tmp_path), info=info, ip="127.0.0.1", port=5051)
+        service = AgentService(config, ServiceOptions(master="127.0.0.1:9"))
+        call = {"type": "SUBSCRIBE", "framework_id": {"value": "f"}, "executor_id": {"value": "e"}}
+        async with TestClient(TestServer(make_app(service))) as client:
+            response = await client.post("/api/v1/executor", json=call)
+            assert response.status == 503 and "recovery" in await response.text()
+            response = await client.post("/api/v1/executor", json={**call, "type": "HEARTBEAT"})
+            assert response.status == 202
+            service.recovered = True
+            response = await client.post("/api/v1/executor", json=call)
+            assert response.status == 400 and "Unknown framework f" in await response.text()
+
+    asyncio.run(main())

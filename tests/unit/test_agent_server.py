@@ -79,12 +79,16 @@ def server_messages(data: bytes) -> list[wsf.Message]:
     return wsf.FrameReader(masked=False, max_size=1 << 24).feed(data)
 
 
-def run(test: Callable[[MasterService], Awaitable[None]], leading: bool = True) -> None:
+def run(
+    test: Callable[[MasterService], Awaitable[None]],
+    leading: bool = True,
+    store: MemoryStore | None = None,
+) -> None:
     async def main() -> None:
         service = MasterService(MasterConfig(), master_id="m1")
         service.start(5050)
         if leading:
-            await service.lead(MemoryStore())
+            await service.lead(store or MemoryStore())
         try:
             await test(service)
         finally:
@@ -168,6 +172,48 @@ def test_a_multiplexed_socket_gives_each_key_its_own_connection():
         assert not any(a.connected for a in service.master.agents.values())
 
     run(test)
+
+
+def gone_store(*agent_ids: str) -> MemoryStore:
+    store = MemoryStore()
+    store.records["gone"] = dict.fromkeys(agent_ids, b'{"since": 0}')
+    return store
+
+
+def reregister(spec: SwarmSpec, index: int, agent_id: str) -> dict[str, Any]:
+    tasks = spec.tasks(index)
+    return channel.reregister(
+        agent_id, spec.agent_info(index), CAPABILITIES, "v", tasks, [], spec.framework_infos
+    )
+
+
+def test_an_agent_marked_gone_is_refused_with_the_refusal_close_code():
+    async def test(service: MasterService) -> None:
+        socket, transport = connected(service, upgrade())
+        transport.take()
+        hello = channel.encode_frame([reregister(SwarmSpec(), 1, "gone-1")])
+        socket.data_received(client_frame(wsf.OP_BINARY, hello))
+        await turns()
+        (close,) = server_messages(transport.take())
+        assert close.opcode == wsf.OP_CLOSE
+        assert int.from_bytes(close.payload[:2], "big") == channel.CLOSE_REFUSED
+
+    run(test, store=gone_store("gone-1"))
+
+
+def test_a_multiplexed_agent_marked_gone_is_detached_as_refused():
+    async def test(service: MasterService) -> None:
+        socket, transport = connected(service, upgrade(**{mux.MUX_HEADER: mux.MUX_VERSION}))
+        transport.take()
+        pairs = [(3, reregister(SwarmSpec(), 1, "gone-1"))]
+        socket.data_received(client_frame(wsf.OP_BINARY, mux.encode_mux_frame(pairs)))
+        await turns()
+        (message,) = server_messages(transport.take())
+        ((key, detach),) = mux.decode_mux_frame(message.payload)
+        assert key == 3 and mux.is_detach(detach) and detach["refused"] is True
+        assert not transport.closed  # the socket stays for the others
+
+    run(test, store=gone_store("gone-1"))
 
 
 def test_control_frames_are_answered():

@@ -308,7 +308,9 @@ def test_reregistration_of_a_gone_agent_is_refused():
     d = Driver()
     d.core.gone_agents["old"] = 0.0
     connection, out = _reregister(d, "old")
-    assert list(out) == [cmd.DropAgentConnection(connection, "Agent has been marked gone")]
+    assert list(out) == [
+        cmd.DropAgentConnection(connection, "Agent has been marked gone", refused=True)
+    ]
     assert "old" not in d.core.agents
 
 

@@ -67,6 +67,16 @@ def test_tasks_it_is_given_run_are_reported_and_killed():
     assert a.take(kill) == []  # not there any more
 
 
+def test_a_refused_id_is_forgotten_with_its_tasks():
+    a = agent()
+    a.take({"type": "REGISTERED", "agent_id": "A4", "master_id": "m"})
+    a.disconnected()
+    assert a.agent_id == "A4" and a.tasks
+    a.disconnected(refused=True)
+    assert a.agent_id is None and not a.tasks
+    assert isinstance(hello_event(a), ev.RegisterAgent)
+
+
 def test_a_shutdown_keeps_it_away():
     a = agent()
     a.take({"type": "SHUTDOWN_AGENT", "message": "gone"})

@@ -9,6 +9,12 @@ container (task groups) join its cgroups and namespaces. A leader's exit asks th
 isolators whether a limit ended it (reported before the exit itself); a periodic watch
 does the same for running containers. DestroyContainer kills what is left and
 releases everything (cgroups, the image's writable layer).
+
+Recovery: a checkpointing framework's container keeps its LaunchInfo in
+`<work_dir>/meta/containers/<id>/launch.info`, so that after an agent restart `adopt`
+can take the container back as it was (later task-group processes join its cgroups and
+namespaces again); `start` then lets every isolator remove the leftovers of containers
+that were not adopted (a framework that does not checkpoint, or a run that ended).
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import os
 import pwd
+import shutil
 import signal
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
+from agora.agent.checkpoint import replace_file
 from agora.agent.containerizer.isolator import Isolator
 from agora.agent.containerizer.launch_info import LaunchInfo
 from agora.agent.containerizer.model import Container, ContainerError
@@ -135,7 +144,15 @@ class Containerizer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, known: Collection[str] = ()) -> None:
+    def start(self, known: Collection[str] | None = None) -> None:
+        """Start watching; isolators remove what is left of containers not in `known`
+        (default: the adopted ones)."""
+        if known is None:
+            known = dict(self.containers)
+        with contextlib.suppress(FileNotFoundError):
+            for container_id in os.listdir(self.launch_infos_dir):
+                if container_id not in known:
+                    shutil.rmtree(os.path.join(self.launch_infos_dir, container_id), True)
         for isolator in self.isolators:
             try:
                 isolator.recover(known)
@@ -168,6 +185,47 @@ class Containerizer:
 
             self._provisioner = Provisioner(self.options)
         return self._provisioner
+
+    # ------------------------------------------------------------------ recovery
+
+    @property
+    def launch_infos_dir(self) -> str:
+        return os.path.join(self.options.work_dir, "meta", "containers")
+
+    def launch_info_path(self, container_id: str) -> str:
+        return os.path.join(self.launch_infos_dir, container_id, "launch.info")
+
+    def _save_launch_info(self, container: Container) -> None:
+        path = self.launch_info_path(container.id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        replace_file(path, json.dumps(container.launch_info.to_json()).encode())
+
+    def _saved_launch_info(self, container_id: str) -> LaunchInfo:
+        try:
+            with open(self.launch_info_path(container_id), "rb") as f:
+                return LaunchInfo.from_json(json.loads(f.read()))
+        except FileNotFoundError:
+            return LaunchInfo()
+        except (OSError, ValueError, TypeError) as error:
+            log.warning("the launch info of %s is unreadable: %s", container_id, error)
+            return LaunchInfo()
+
+    def adopt(self, config: ContainerConfig, pids: Mapping[str, int]) -> None:
+        """Take back a container that outlived the agent, with its running processes."""
+        container = Container(config.container_id, config, config.resources, recovered=True)
+        container.launch_info = self._saved_launch_info(container.id)
+        container.uid, container.gid = container.launch_info.uid, container.launch_info.gid
+        container.pids = dict(pids)
+        container.leader_pid = next(iter(pids.values()), None)
+        container.started_at = time.time()
+        self.containers[container.id] = container
+        for proc_id in pids:
+            self.proc_container[proc_id] = container.id
+        for isolator in self.isolators:
+            try:
+                isolator.adopt(container)
+            except OSError as error:
+                log.warning("%s could not adopt %s: %s", isolator.name, container.id, error)
 
     # ------------------------------------------------------------------ launch
 
@@ -262,6 +320,8 @@ class Containerizer:
         for isolator in self.isolators:
             info.merge(isolator.prepare(container))
         container.launch_info = info
+        if container.config.checkpoint:
+            self._save_launch_info(container)
         return info
 
     def _join(self, container: Container, config: ContainerConfig) -> LaunchInfo:
@@ -427,11 +487,13 @@ class Containerizer:
                 isolator.cleanup(container)
             except OSError as error:
                 log.warning("%s could not clean up %s: %s", isolator.name, container.id, error)
-        if container.provisioned is not None:
+        if container.provisioned is not None or container.recovered:
             try:
                 self.provisioner.destroy(container.id)
             except OSError as error:
                 log.warning("could not remove the rootfs of %s: %s", container.id, error)
+        if container.config.checkpoint:
+            shutil.rmtree(os.path.dirname(self.launch_info_path(container.id)), ignore_errors=True)
         self.containers.pop(container.id, None)
         for proc_id in [p for p, c in self.proc_container.items() if c == container.id]:
             del self.proc_container[proc_id]

@@ -102,6 +102,9 @@ class DiskIsolator(Isolator):
                 self._thread.start()
         self._wake.set()
 
+    def adopt(self, container: Container) -> None:
+        self.prepare(container)  # only starts watching the sandbox
+
     def usage(self, container: Container) -> dict[str, Any]:
         stats: dict[str, Any] = {}
         limit = self._limit_bytes(container)

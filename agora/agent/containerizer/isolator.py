@@ -3,7 +3,9 @@ does nothing, an isolator overrides what it needs. Phases are synchronous and ch
 write a few cgroup files or read counters); anything slow belongs in the fetcher or
 the provisioner, which the containerizer awaits before preparing.
 
-    recover(known)      after an agent restart: adopt `known` container ids, remove
+    adopt(container)    after an agent restart, for each container that outlived the
+                        agent (before `recover`): track it again as `prepare` would have
+    recover(known)      after an agent restart: keep `known` container ids, remove
                         leftovers of this agent that are not in it
     prepare(container)  before the first process: create what the container needs and
                         return what the launcher must do in the child (LaunchInfo)
@@ -31,6 +33,9 @@ from agora.core.resources import Resources
 class Isolator:
     name: ClassVar[str] = ""
     watch_interval_s: ClassVar[float | None] = None
+
+    def adopt(self, container: Container) -> None:
+        return None
 
     def recover(self, known: Collection[str]) -> None:
         return None

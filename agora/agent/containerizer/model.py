@@ -41,3 +41,4 @@ class Container:
     destroyed: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # isolators' own state, by name
     started_at: float = 0.0
+    recovered: bool = False  # adopted after an agent restart

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agora.core.agent.checkpoint import CheckpointRecord
 from agora.core.agent.health import CheckSpec
 from agora.core.container.config import ContainerConfig
 from agora.core.master import events as mev
@@ -28,6 +29,29 @@ class Register:
     tasks: tuple[mev.AgentTask, ...] = ()
     executors: tuple[mev.AgentExecutor, ...] = ()
     frameworks: tuple[FrameworkInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Write `record`; it is durable before any later command that may depend on it is
+    carried out (see agora/core/agent/checkpoint.py and agora/agent/checkpoint.py)."""
+
+    record: CheckpointRecord
+
+
+@dataclass(frozen=True)
+class RecoveryComplete:
+    """Recovery is over (recovered executors re-subscribed or were given up): connect
+    to the master and (re-)register."""
+
+
+@dataclass(frozen=True)
+class RecoverContainer:
+    """Adopt a container that outlived the agent: `pids` of its live processes by
+    proc id. Containers not adopted before the containerizer starts are cleaned up."""
+
+    config: ContainerConfig
+    pids: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -182,7 +206,10 @@ class Log:
 
 
 AgentCommand = (
-    Register
+    Checkpoint
+    | RecoveryComplete
+    | RecoverContainer
+    | Register
     | Pong
     | SendStatusUpdate
     | SendTaskEnded

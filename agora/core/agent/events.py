@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agora.core.agent.checkpoint import RecoveredState
 from agora.core.agent.health import Probe
 from agora.core.container.config import Limitation
 from agora.core.master import commands as mcmd
@@ -27,7 +28,11 @@ class MasterConnected:
 
 @dataclass(frozen=True)
 class MasterDisconnected:
-    pass
+    """The link to the master is gone. `refusal`: the master closed it on purpose, with
+    this message (before this agent was registered again, that refuses its id: e.g. the
+    id was marked gone)."""
+
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class ExecutorSubscribe:
     framework_id: str
     executor_id: str
     unacknowledged_updates: tuple[TaskStatus, ...] = ()
+    unacknowledged_tasks: tuple[str, ...] = ()  # ids of tasks it has with no update acked
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,26 @@ class ExecutorStreamClosed:
     executor_id: str
 
 
+@dataclass(frozen=True)
+class SupervisedProcess:
+    """A process the supervisor still knows: running (`wait_status` None) or ended."""
+
+    proc_id: str
+    pid: int
+    wait_status: int | None = None
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The agent (re)started: what its checkpoint held and what the supervisor still
+    runs. `rebooted`: the host restarted since the checkpoint was written (its boot id
+    changed), so none of the checkpointed processes can still exist."""
+
+    state: RecoveredState
+    processes: tuple[SupervisedProcess, ...] = ()
+    rebooted: bool = False
+
+
 AgentEvent = (
     Tick
     | MasterConnected
@@ -127,4 +153,5 @@ AgentEvent = (
     | ExecutorMessage
     | ExecutorHeartbeat
     | ExecutorStreamClosed
+    | Recovered
 )

@@ -39,6 +39,15 @@ class AgentConfig:
         return f"{self.ip}:{self.port}"
 
 
+class TimerKind(Enum):
+    RETRY = 1  # a status update's retry is due (key: (framework, task))
+    KILL = 2  # a built-in task's kill grace period is over (key: (framework, task))
+    REGISTRATION = 3  # a launched executor's time to subscribe is up (key: container)
+    SHUTDOWN = 4  # an executor's shutdown grace period is over (key: container)
+    CHECK = 5  # a health check or check is due (key: health.Key)
+    REREGISTRATION = 6  # recovered executors' time to re-subscribe is up (key: container)
+
+
 class ExecutorKind(Enum):
     COMMAND = "command"  # the built-in command executor: one task, one process
     DEFAULT = "default"  # the built-in default executor: task groups, a process per task
@@ -65,6 +74,7 @@ class Task:
     kill_deadline: float | None = None
     delivered: bool = False  # custom executors: LAUNCH sent
     exited: bool = False  # its process ended (built-in executors)
+    container_id: str = ""  # its executor run's container
 
     @property
     def key(self) -> tuple[str, str]:
@@ -91,6 +101,8 @@ class Executor:
     next_group: int = 1
     limitation: Limitation | None = None  # why the containerizer stopped it
     destroyed: bool = False  # DestroyContainer sent
+    recovered: bool = False  # rebuilt from the checkpoint after an agent restart
+    reregistering: bool = False  # recovered custom executor, not yet re-subscribed
 
     @property
     def key(self) -> tuple[str, str]:

@@ -4,11 +4,15 @@ Updates of one task reach the master strictly in order: only the head of the que
 flight, retried every 10 s, doubling up to 10 min, until an acknowledgement carrying its
 uuid arrives; later updates wait behind it. While the master connection is down the
 stream is paused (no retries); on reconnection the head goes out at once.
+
+A checkpointing framework's streams are rebuilt after an agent restart by `replay`:
+the updates the stream accepted and the acknowledgements it matched, in their order.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 from agora.core.master.info import TaskStatus
 
@@ -35,6 +39,20 @@ class StatusStream:
         self.retry_deadline: float | None = None  # set while the head is in flight
         self.seen: set[bytes] = set()  # uuids received (duplicates are dropped)
         self.closed = False  # the terminal update was acknowledged
+
+    @classmethod
+    def replay(
+        cls, framework_id: str, task_id: str, entries: Iterable[TaskStatus | bytes]
+    ) -> StatusStream:
+        """The stream that saw these updates (TaskStatus) and acknowledgements (a uuid),
+        paused: nothing is in flight until `resume`."""
+        stream = cls(framework_id, task_id)
+        for entry in entries:
+            if isinstance(entry, TaskStatus):
+                stream.push(entry, 0.0, connected=False)
+            else:
+                stream.acknowledge(entry, 0.0, connected=False)
+        return stream
 
     @property
     def head(self) -> TaskStatus | None:

@@ -26,6 +26,7 @@ class ContainerConfig:
     user: str | None = None  # run as this user (None: as the agent itself)
     container_info: Json | None = None  # Mesos ContainerInfo (type MESOS: image, volumes)
     uris: tuple[Json, ...] = ()  # CommandInfo.uris, fetched into `sandbox` first
+    checkpoint: bool = False  # its framework checkpoints: the container must survive a restart
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,9 @@ def on_register(master: MasterCore, event: ev.RegisterAgent, now: float) -> None
 @handles(ev.ReregisterAgent)
 def on_reregister(master: MasterCore, event: ev.ReregisterAgent, now: float) -> None:
     if event.agent_id in master.gone_agents:
-        master.emit(cmd.DropAgentConnection(event.connection_id, "Agent has been marked gone"))
+        master.emit(
+            cmd.DropAgentConnection(event.connection_id, "Agent has been marked gone", refused=True)
+        )
         return
     agent = master.agents.get(event.agent_id)
     if agent is not None and agent.connected and agent.connection_id == event.connection_id:
@@ -371,6 +373,10 @@ def mark_unreachable(master: MasterCore, agent: Agent, now: float, why: str) -> 
         _bound_unreachable(master, framework)
     for executor in list(agent.all_executors()):
         master.remove_executor(executor, recover=False)
+    if agent.connected:
+        # A partitioned connection can come back to life when the network heals; the
+        # agent must re-register instead (it then hears of this close and reconnects).
+        master.emit(cmd.DropAgentConnection(agent.connection_id, "agent marked unreachable"))
     master.drop_agent_record(agent)
     master.unreachable_agents[agent.id] = UnreachableAgent(agent.info, now)
     for framework in master.frameworks.values():

@@ -254,6 +254,7 @@ class SendToAgent:
 class DropAgentConnection:
     connection_id: str
     message: str
+    refused: bool = False  # the agent's id is refused for good (it must not come back)
 
 
 @dataclass(frozen=True)

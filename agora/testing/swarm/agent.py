@@ -92,7 +92,14 @@ class SwarmAgent:
         self.hello_sent_at = time.monotonic()
         self.acked_at = None
 
-    def disconnected(self) -> None:
+    def disconnected(self, refused: bool = False) -> None:
+        """The connection ended; a master that refused the id for good (the agent was
+        marked gone) makes the agent forget it and its tasks, and register anew, as a
+        real one does."""
+        if refused:
+            self.agent_id = None
+            self.tasks.clear()
+            self._hello = None
         if self.phase is not Phase.STOPPED:
             self.phase = Phase.DISCONNECTED
 

@@ -112,17 +112,18 @@ class _Channel:
                 continue
             agent = self.agents[key]
             if mux.is_detach(message):
-                self.swarm.lost(agent)
+                self.swarm.lost(agent, refused=bool(message.get("refused")))
                 self.swarm.reconnect_later(self)
                 continue
             replies.extend((key, reply) for reply in self.swarm.take(agent, message))
         if replies and self.client is not None:
             self.client.send(mux.encode_mux_frame(replies))
 
-    def on_closed(self, reason: str) -> None:
+    def on_closed(self, reason: str, code: int) -> None:
         self.client = None
+        refused = code == channel.CLOSE_REFUSED
         for agent in self.agents:
-            self.swarm.lost(agent)
+            self.swarm.lost(agent, refused)
         self.swarm.reconnect_later(self)
 
 
@@ -193,10 +194,11 @@ class Swarm:
         self._changed.set()  # waiters re-check their condition (pings counted, say)
         return replies
 
-    def lost(self, agent: SwarmAgent) -> None:
+    def lost(self, agent: SwarmAgent, refused: bool = False) -> None:
+        """The agent's connection ended; `refused`: the master refused its id for good."""
         if agent.phase is Phase.REGISTERED:
             self.registered -= 1
-        agent.disconnected()
+        agent.disconnected(refused)
         self._changed.set()
 
     def reconnect_later(self, chan: _Channel) -> None:

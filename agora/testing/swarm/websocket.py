@@ -23,6 +23,7 @@ from agora.wire import websocket as wsf
 OP_BINARY = wsf.OP_BINARY
 MAX_HEAD_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+CLOSE_ABNORMAL = 1006  # no close frame: the connection just ended
 
 
 class HandshakeError(ConnectionError):
@@ -36,7 +37,8 @@ class HandshakeError(ConnectionError):
 class WebSocketClient(asyncio.Protocol):
     """One client connection. `opened` resolves once the server switched protocols (or
     fails with HandshakeError); `on_message(opcode, payload)` gets each data message and
-    `on_closed(reason)` is called once when the connection ends, however it ends."""
+    `on_closed(reason, code)` is called once when the connection ends, however it ends
+    (code: the server's close code, or 1006 when it just went away)."""
 
     def __init__(
         self,
@@ -44,7 +46,7 @@ class WebSocketClient(asyncio.Protocol):
         path: str,
         headers: Mapping[str, str],
         on_message: Callable[[int, bytes], None],
-        on_closed: Callable[[str], None],
+        on_closed: Callable[[str, int], None],
     ) -> None:
         self._host = host
         self._path = path
@@ -96,7 +98,7 @@ class WebSocketClient(asyncio.Protocol):
         self._transport = None
         if not self.opened.done():
             self.opened.set_exception(HandshakeError(0, str(exc or "connection closed")))
-        self._end(str(exc) if exc else "connection closed")
+        self._end(str(exc) if exc else "connection closed", CLOSE_ABNORMAL)
 
     # ------------------------------------------------------------------ sending
 
@@ -163,7 +165,8 @@ class WebSocketClient(asyncio.Protocol):
             self.close(wsf.CLOSE_NORMAL)
             if self._transport is not None:
                 self._transport.close()
-            self._end(wsf.close_reason(payload) or "closed by the server")
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else wsf.CLOSE_NORMAL
+            self._end(wsf.close_reason(payload) or "closed by the server", code)
         elif opcode != wsf.OP_PONG:
             self._on_message(opcode, payload)
 
@@ -173,11 +176,11 @@ class WebSocketClient(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _end(self, reason: str) -> None:
+    def _end(self, reason: str, code: int) -> None:
         if not self._ended:
             self._ended = True
             if self._upgraded:
-                self._on_closed(reason)
+                self._on_closed(reason, code)
 
 
 async def connect(
@@ -186,7 +189,7 @@ async def connect(
     path: str,
     headers: Mapping[str, str],
     on_message: Callable[[int, bytes], None],
-    on_closed: Callable[[str], None],
+    on_closed: Callable[[str, int], None],
     local_ip: str | None = None,
 ) -> WebSocketClient:
     """Open a connection and finish the upgrade; `local_ip` picks the source address

@@ -48,6 +48,9 @@ class RecordingIsolator(Isolator):
         self.calls.append(("prepare", container.id))
         return LaunchInfo(cgroups=[f"/cg/{container.id}"], env={"ISOLATED": "1"})
 
+    def adopt(self, container: Container) -> None:
+        self.calls.append(("adopt", container.id))
+
     def isolate(self, container: Container, pid: int) -> None:
         self.calls.append(("isolate", str(pid)))
 
@@ -210,6 +213,30 @@ async def test_a_plain_launch_has_no_container_spec(tmp_path: Any) -> None:
     harness.launch("p1")
     (request,) = harness.supervisor.sent
     assert "container" not in request
+
+
+@in_loop
+async def test_an_adopted_container_is_joined_as_before_a_restart(tmp_path: Any) -> None:
+    harness = Harness(str(tmp_path))
+    harness.launch("p1", checkpoint=True)
+    harness.launch("other", container_id="c2")  # its framework does not checkpoint
+    harness.containerizer.launched("p1", 42)
+    assert os.path.exists(harness.containerizer.launch_info_path("c1"))
+    assert not os.path.exists(harness.containerizer.launch_info_path("c2"))
+    config = harness.containerizer.containers["c1"].config
+    # The agent restarts: a new containerizer adopts the container that outlived it.
+    after = Harness(str(tmp_path))
+    after.containerizer.adopt(config, {"p1": 42})
+    after.containerizer.start()
+    assert after.isolator.calls == [("adopt", "c1"), ("recover", "c1")]
+    after.launch("p2", checkpoint=True)  # a later task-group process joins it
+    (request,) = after.supervisor.sent
+    assert request["container"]["cgroups"] == ["/cg/c1"] and request["env"]["ISOLATED"] == "1"
+    assert ("prepare", "c1") not in after.isolator.calls
+    after.containerizer.exited("p1")
+    after.containerizer.exited("p2")
+    after.containerizer.destroy("c1")
+    assert not os.path.exists(os.path.dirname(after.containerizer.launch_info_path("c1")))
 
 
 def test_launch_info_round_trips_through_json() -> None:
