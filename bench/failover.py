@@ -5,6 +5,7 @@ re-register with a newly elected master.
                                                       # 10k and 40k (multiplexed)
     python bench/failover.py --agents 10000 --mode socket --repeat 5 --json
     python bench/failover.py --agents 40000 --mode mux --agents-per-socket 1000
+    python bench/failover.py --zk --masters 3 --agents 10000 --zk-session-timeout-s 4
 
 Workload: Mesos's failover benchmark (performance working group, Dec 2017): agents of
 `cpus:20;mem:10240`, each reporting 10 running tasks of `cpus:0.1;mem:5` with 10 small
@@ -22,10 +23,14 @@ once it serves, tell every swarm that a new leader is known (as ZooKeeper tells 
 agents) and time until the last agent has its REREGISTERED.
 
 Figures (medians over the repeats):
-  leader_failover_s  SIGKILL of the leader -> the new master serving (/metrics/snapshot
-                     says master/elected: the registry loaded and the master leading). Single
-                     master mode: this is process start, imports and registry load; see
-                     `masters()` for where an HA mode (ZooKeeper, standbys) plugs in.
+  leader_failover_s  SIGKILL of the leader -> the new leader serving (/metrics/snapshot
+                     says master/elected: the registry loaded and the master leading).
+                     Single master (default): a new process on the same work dir, so this
+                     is process start, imports and the SQLite registry's load. With --zk
+                     (HA): --masters masters elect a leader through a local ZooKeeper, the
+                     registry in ZooKeeper; a standby leads once the dead leader's session
+                     expires (--zk-session-timeout-s, 10 s as in Mesos) and it has loaded
+                     the registry. `masters()` picks one or the other.
   reregister_s       the leader known -> the last agent re-registered, with phases:
     connect_s          -> every socket open and every hello sent
     first_ack_s        -> the first REREGISTERED
@@ -67,6 +72,8 @@ from typing import Any, Protocol
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import psutil  # type: ignore[import-untyped]
+
+from agora.testing.zookeeper import ZooKeeperEnsemble
 
 DEFAULT_RUNS = [(1_000, "socket"), (10_000, "socket"), (10_000, "mux"), (40_000, "mux")]
 TARGET_S = {10_000: 3.0, 40_000: 15.0}  # the issue's targets on this machine
@@ -128,68 +135,153 @@ class MasterSet(Protocol):
     def stop(self) -> None: ...
 
 
-class SingleMaster:
-    """One `agora master` on a fixed port and work dir. Failing over is SIGKILL and a
-    new process on the same work dir and port: it recovers the SQLite registry, so every
-    agent is "recovered" and expected to re-register, as with a newly elected master."""
+class MasterProcess:
+    """One `agora master` on its own port and work dir, which can be killed and started
+    again there."""
 
-    def __init__(self, work_dir: Path, args: Sequence[str] = ()) -> None:
+    def __init__(self, work_dir: Path, args: Sequence[str]) -> None:
         self.work_dir = work_dir
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = open(work_dir / "master.log", "ab")  # noqa: SIM115 - closed in stop()
+        work_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
         command = [sys.executable, "-m", "agora", "master", "--port", str(self.port)]
-        command += ["--work-dir", str(self.work_dir / "master"), "--log-level", "warning"]
-        self.process = subprocess.Popen(
-            [*command, *self.args],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_serving(120.0)
+        command += ["--work-dir", str(self.work_dir), "--log-level", "warning", *self.args]
+        with open(self.work_dir / "master.log", "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
-    def _wait_serving(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not elected(self.address):
-            if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"the master exited; see {self.work_dir / 'master.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the master did not start serving")
-            time.sleep(0.005)
-
-    def fail_over(self) -> float:
-        assert self.process is not None
-        killed = time.monotonic()
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.start()
-        return time.monotonic() - killed
-
-    def leader_pid(self) -> int:
+    @property
+    def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
+    def exited(self) -> bool:
+        return self.process is None or self.process.poll() is not None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if not self.exited():
+            assert self.process is not None
             self.process.terminate()
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.close()
+
+
+def wait_leader(masters: Sequence[MasterProcess], timeout_s: float) -> MasterProcess:
+    """The first of `masters` to say it is elected (and so has its registry loaded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for master in masters:
+            if not master.exited() and elected(master.address):
+                return master
+        if all(master.exited() for master in masters):
+            logs = ", ".join(str(m.work_dir / "master.log") for m in masters)
+            raise RuntimeError(f"every master exited; see {logs}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("no master was elected")
+        time.sleep(0.005)
+
+
+class SingleMaster:
+    """One `agora master` on a fixed port and work dir. Failing over is SIGKILL and a
+    new process on the same work dir and port: it recovers the SQLite registry, so every
+    agent is "recovered" and expected to re-register, as with a newly elected master."""
+
+    def __init__(self, work_dir: Path, args: Sequence[str] = ()) -> None:
+        self.master = MasterProcess(work_dir / "master", args)
+        self.address = self.master.address
+
+    def start(self) -> None:
+        self.master.start()
+        wait_leader([self.master], 120.0)
+
+    def fail_over(self) -> float:
+        killed = time.monotonic()
+        self.master.kill()
+        self.start()
+        return time.monotonic() - killed
+
+    def leader_pid(self) -> int:
+        return self.master.pid
+
+    def stop(self) -> None:
+        self.master.stop()
+
+
+class ZooKeeperMasters:
+    """HA: a standalone ZooKeeper (agora.testing.zookeeper, Debian's package) and
+    `count` masters with `--zk`, the registry in ZooKeeper. Failing over SIGKILLs the
+    leader and waits until a standby leads and serves: the dead leader's ZooKeeper
+    session must expire first (`--zk-session-timeout-s`, 10 s as Mesos's default), then
+    the standby is elected and loads the registry. The killed master then starts again,
+    as a standby (not timed)."""
+
+    def __init__(
+        self, work_dir: Path, count: int, session_timeout_s: float, args: Sequence[str]
+    ) -> None:
+        # Ticks of 0.5 s: ZooKeeper grants session timeouts from 2 ticks up.
+        self.zookeeper = ZooKeeperEnsemble(size=1, work_dir=work_dir / "zk", tick_time_ms=500)
+        self.count = count
+        self.session_timeout_s = session_timeout_s
+        self.args = list(args)
+        self.masters: list[MasterProcess] = []
+        self.leader: MasterProcess | None = None
+        self.work_dir = work_dir
+        self.address = ""
+
+    def start(self) -> None:
+        self.zookeeper.start()
+        flags = ["--zk", self.zookeeper.url("/agora")]
+        flags += ["--zk-session-timeout-s", str(self.session_timeout_s), *self.args]
+        self.masters = [
+            MasterProcess(self.work_dir / f"master-{i}", flags) for i in range(self.count)
+        ]
+        for master in self.masters:
+            master.start()
+        self._lead(wait_leader(self.masters, 120.0))
+
+    def _lead(self, master: MasterProcess) -> None:
+        self.leader = master
+        self.address = master.address
+
+    def fail_over(self) -> float:
+        assert self.leader is not None
+        dead = self.leader
+        killed = time.monotonic()
+        dead.kill()
+        standbys = [m for m in self.masters if m is not dead]
+        self._lead(wait_leader(standbys, self.session_timeout_s + 120.0))
+        elapsed = time.monotonic() - killed
+        dead.start()
+        return elapsed
+
+    def leader_pid(self) -> int:
+        assert self.leader is not None
+        return self.leader.pid
+
+    def stop(self) -> None:
+        for master in self.masters:
+            master.stop()
+        self.zookeeper.stop()
 
 
 def masters(args: argparse.Namespace, work_dir: Path) -> MasterSet:
-    """The masters to fail over. HA plugs in here: with a `--zk` option, return a
-    MasterSet that starts ZooKeeper and several `agora master --zk ...`, whose
-    `fail_over` SIGKILLs the leader and returns once a standby is elected (after the
-    dead leader's ZooKeeper session expires) and serves, with `address` then the new
-    leader's; `failover_round` tells the swarms that address (`Swarms.connect`), as the
-    ZooKeeper detector tells agents."""
+    """The masters to fail over: one restarted on its registry, or with `--zk` several
+    electing a leader through ZooKeeper. Whichever, `failover_round` tells the swarms
+    the new leader's address (`Swarms.connect`), as the ZooKeeper detector tells real
+    agents."""
+    if args.zk:
+        return ZooKeeperMasters(work_dir, args.masters, args.zk_session_timeout_s, args.master_arg)
     return SingleMaster(work_dir, args.master_arg)
 
 
@@ -427,6 +519,11 @@ def main() -> None:
     parser.add_argument("--tasks-per-agent", type=int, default=10)
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--master-arg", action="append", default=[], help="extra master flag")
+    parser.add_argument(
+        "--zk", action="store_true", help="HA: masters elected through a local ZooKeeper"
+    )
+    parser.add_argument("--masters", type=int, default=3, help="with --zk")
+    parser.add_argument("--zk-session-timeout-s", type=float, default=10.0, help="with --zk")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work dirs (logs)")
     parser.add_argument("--json", action="store_true")
