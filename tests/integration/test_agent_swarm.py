@@ -20,6 +20,7 @@ import pytest
 
 from agora.testing.cluster import get_json
 from agora.testing.swarm import Swarm, SwarmOptions, SwarmSpec
+from agora.testing.zookeeper import missing_zookeeper
 from agora.wire import agent_channel as channel
 from tests.integration.master_process import request, wait_for
 
@@ -183,10 +184,8 @@ def test_an_agent_channel_upgrade_must_be_a_connections_first_request(master: Ma
     assert status == 400 and channel.PROTOCOL_HEADER.encode() in body
 
 
-@pytest.mark.parametrize("mode", ["socket", "mux"])
-def test_the_failover_bench_runs_small_and_reports_its_figures(tmp_path: Path, mode: str):
-    command = [sys.executable, str(ROOT / "bench" / "failover.py"), "--agents", "40"]
-    command += ["--mode", mode, "--agents-per-socket", "16", "--repeat", "1", "--json"]
+def run_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    command = [sys.executable, str(ROOT / "bench" / "failover.py"), *args, "--json"]
     out = subprocess.run(
         [*command, "--work-dir", str(tmp_path)],
         capture_output=True,
@@ -197,6 +196,14 @@ def test_the_failover_bench_runs_small_and_reports_its_figures(tmp_path: Path, m
     )
     assert out.returncode == 0, out.stderr
     summary: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return summary
+
+
+@pytest.mark.parametrize("mode", ["socket", "mux"])
+def test_the_failover_bench_runs_small_and_reports_its_figures(tmp_path: Path, mode: str):
+    summary = run_bench(
+        tmp_path, "--agents", "40", "--mode", mode, "--agents-per-socket", "16", "--repeat", "1"
+    )
     (run,) = summary["runs"]
     assert (run["agents"], run["tasks"], run["mode"]) == (40, 400, mode)
     assert run["sockets"] == (40 if mode == "socket" else 3)
@@ -204,3 +211,13 @@ def test_the_failover_bench_runs_small_and_reports_its_figures(tmp_path: Path, m
         assert run[key] > 0, key
     assert summary["reregister_s"] == run["reregister_s"]
     assert summary["leader_failover_s"] == run["leader_failover_s"]
+
+
+@pytest.mark.skipif(missing_zookeeper() is not None, reason=str(missing_zookeeper()))
+def test_the_failover_bench_fails_over_between_masters_through_zookeeper(tmp_path: Path):
+    summary = run_bench(
+        tmp_path, "--zk", "--masters", "2", "--zk-session-timeout-s", "2", "--agents", "20"
+    )
+    (run,) = summary["runs"]
+    assert run["tasks"] == 200 and run["repeat"] == 3
+    assert run["leader_failover_s"] > 1.0  # at least the dead leader's session expiry
