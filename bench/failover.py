@@ -139,16 +139,17 @@ class MasterProcess:
     """One `agora master` on its own port and work dir, which can be killed and started
     again there."""
 
-    def __init__(self, work_dir: Path, args: Sequence[str]) -> None:
+    def __init__(self, work_dir: Path, args: Sequence[str], python: str = sys.executable) -> None:
         self.work_dir = work_dir
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.args = list(args)
+        self.python = python
         self.process: subprocess.Popen[bytes] | None = None
         work_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "agora", "master", "--port", str(self.port)]
+        command = [self.python, "-m", "agora", "master", "--port", str(self.port)]
         command += ["--work-dir", str(self.work_dir), "--log-level", "warning", *self.args]
         with open(self.work_dir / "master.log", "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -197,8 +198,10 @@ class SingleMaster:
     new process on the same work dir and port: it recovers the SQLite registry, so every
     agent is "recovered" and expected to re-register, as with a newly elected master."""
 
-    def __init__(self, work_dir: Path, args: Sequence[str] = ()) -> None:
-        self.master = MasterProcess(work_dir / "master", args)
+    def __init__(
+        self, work_dir: Path, args: Sequence[str] = (), python: str = sys.executable
+    ) -> None:
+        self.master = MasterProcess(work_dir / "master", args, python)
         self.address = self.master.address
 
     def start(self) -> None:
@@ -227,13 +230,19 @@ class ZooKeeperMasters:
     as a standby (not timed)."""
 
     def __init__(
-        self, work_dir: Path, count: int, session_timeout_s: float, args: Sequence[str]
+        self,
+        work_dir: Path,
+        count: int,
+        session_timeout_s: float,
+        args: Sequence[str],
+        python: str = sys.executable,
     ) -> None:
         # Ticks of 0.5 s: ZooKeeper grants session timeouts from 2 ticks up.
         self.zookeeper = ZooKeeperEnsemble(size=1, work_dir=work_dir / "zk", tick_time_ms=500)
         self.count = count
         self.session_timeout_s = session_timeout_s
         self.args = list(args)
+        self.python = python
         self.masters: list[MasterProcess] = []
         self.leader: MasterProcess | None = None
         self.work_dir = work_dir
@@ -244,7 +253,8 @@ class ZooKeeperMasters:
         flags = ["--zk", self.zookeeper.url("/agora")]
         flags += ["--zk-session-timeout-s", str(self.session_timeout_s), *self.args]
         self.masters = [
-            MasterProcess(self.work_dir / f"master-{i}", flags) for i in range(self.count)
+            MasterProcess(self.work_dir / f"master-{i}", flags, self.python)
+            for i in range(self.count)
         ]
         for master in self.masters:
             master.start()
@@ -280,9 +290,11 @@ def masters(args: argparse.Namespace, work_dir: Path) -> MasterSet:
     electing a leader through ZooKeeper. Whichever, `failover_round` tells the swarms
     the new leader's address (`Swarms.connect`), as the ZooKeeper detector tells real
     agents."""
+    python = args.master_python
     if args.zk:
-        return ZooKeeperMasters(work_dir, args.masters, args.zk_session_timeout_s, args.master_arg)
-    return SingleMaster(work_dir, args.master_arg)
+        timeout_s = args.zk_session_timeout_s
+        return ZooKeeperMasters(work_dir, args.masters, timeout_s, args.master_arg, python)
+    return SingleMaster(work_dir, args.master_arg, python)
 
 
 # --------------------------------------------------------------------------- swarms
@@ -519,6 +531,12 @@ def main() -> None:
     parser.add_argument("--tasks-per-agent", type=int, default=10)
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--master-arg", action="append", default=[], help="extra master flag")
+    parser.add_argument(
+        "--master-python",
+        default=sys.executable,
+        help="the interpreter that runs the masters (another checkout's .venv/bin/python "
+        "compares its master with this one under the same swarms)",
+    )
     parser.add_argument(
         "--zk", action="store_true", help="HA: masters elected through a local ZooKeeper"
     )
