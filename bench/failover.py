@@ -152,7 +152,11 @@ class MasterProcess:
         command = [self.python, "-m", "agora", "master", "--port", str(self.port)]
         command += ["--work-dir", str(self.work_dir), "--log-level", "warning", *self.args]
         with open(self.work_dir / "master.log", "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            # Run from the work dir: `-m agora` is then the interpreter's own install,
+            # not whatever checkout the bench was started in.
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=self.work_dir
+            )
 
     @property
     def pid(self) -> int:
