@@ -93,7 +93,8 @@ class _Batcher(Generic[T]):
             asyncio.get_running_loop().call_soon(self._turn)
             return
         batch, self._queued = self._queued, []
-        self._flush(batch)
+        if batch:  # (drained meanwhile by a close)
+            self._flush(batch)
 
     def drain(self) -> None:
         """Flush now what is queued (before closing)."""
