@@ -138,6 +138,7 @@ class Swarm:
         self.options = options or SwarmOptions()
         self.channels = self._channels()
         self.registered = 0  # agents whose last hello was answered
+        self.stopped = 0  # agents told to shut down (they stay away)
         self.connect_failures = 0
         self.connect_started_at: float | None = None
         self.connected_at: float | None = None  # all channels of the last connect() open
@@ -191,6 +192,7 @@ class Swarm:
         replies = agent.take(message)
         if agent.phase is not before:
             self.registered += (agent.phase is Phase.REGISTERED) - (before is Phase.REGISTERED)
+            self.stopped += agent.phase is Phase.STOPPED
         self._changed.set()  # waiters re-check their condition (pings counted, say)
         return replies
 
@@ -289,7 +291,8 @@ class Swarm:
             raise TimeoutError(message) from None
 
     def active(self) -> int:
-        return sum(1 for a in self.agents if a.phase is not Phase.STOPPED)
+        """Agents not told to shut down (counted as they are: waiters ask this often)."""
+        return len(self.agents) - self.stopped
 
     async def wait_registered(self, timeout_s: float) -> None:
         await self.wait_for(
@@ -298,7 +301,7 @@ class Swarm:
 
     async def wait_disconnected(self, timeout_s: float) -> None:
         await self.wait_for(
-            lambda: not any(c.is_open for c in self.channels) and self.registered == 0,
+            lambda: self.registered == 0 and not any(c.is_open for c in self.channels),
             timeout_s,
             "every agent to notice the master is gone",
         )
