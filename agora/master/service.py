@@ -367,10 +367,16 @@ class MasterService:
     # ------------------------------------------------------------------- timers
 
     def _arm_timer(self) -> None:
+        """One timer at the core's next deadline. A timer armed earlier than needed is
+        kept: its tick finds less to do and arms the next one. In a burst every event
+        moves the deadline ("now", while allocations are pending) a little later, and
+        re-arming each time would cost a cancelled timer per event."""
         if self.core is None:
             return
         deadline = self.core.next_deadline()
-        if deadline == self._timer_at:
+        armed = self._timer_at
+        early_enough = armed is not None and (deadline is None or deadline >= armed)
+        if deadline == armed or (self._timer is not None and early_enough):
             return
         if self._timer is not None:
             self._timer.cancel()
