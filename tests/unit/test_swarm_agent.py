@@ -71,9 +71,9 @@ def test_a_refused_id_is_forgotten_with_its_tasks():
     a = agent()
     a.take({"type": "REGISTERED", "agent_id": "A4", "master_id": "m"})
     a.disconnected()
-    assert a.agent_id == "A4" and a.tasks
+    assert (a.agent_id, len(a.tasks)) == ("A4", 3)
     a.disconnected(refused=True)
-    assert a.agent_id is None and not a.tasks
+    assert (a.agent_id, len(a.tasks)) == (None, 0)
     assert isinstance(hello_event(a), ev.RegisterAgent)
 
 
