@@ -36,7 +36,8 @@ Figures (medians over the repeats):
     first_ack_s        -> the first REREGISTERED
     p50_ack_s          -> half of the agents re-registered
   master_cpu_s, swarm_cpu_s: CPU seconds of the new master and of the swarm processes
-  during the re-registration (master_start_cpu_s: the master's own start-up).
+  during the re-registration (master_start_cpu_s: the master's own start-up), and the
+  master's resident memory once every agent is back (master_rss_mb).
 
 Socket per agent vs multiplexed: this host allows 20,000 open files per process (soft
 = hard, and the hard limit cannot be raised), so 40,000 agents cannot each hold a
@@ -88,6 +89,13 @@ def cpu_s(pid: int) -> float:
     except psutil.NoSuchProcess:
         return 0.0
     return float(times.user + times.system)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / (1 << 20)
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
 def free_port() -> int:
@@ -410,6 +418,7 @@ class Round:
     master_cpu_s: float
     master_start_cpu_s: float
     swarm_cpu_s: float
+    master_rss_mb: float
 
 
 def failover_round(master_set: MasterSet, swarms: Swarms, timeout_s: float) -> Round:
@@ -434,6 +443,7 @@ def failover_round(master_set: MasterSet, swarms: Swarms, timeout_s: float) -> R
         master_cpu_s=master_after - master_before,
         master_start_cpu_s=master_before,
         swarm_cpu_s=swarm_after - swarm_before,
+        master_rss_mb=rss_mb(master_pid),
     )
 
 
@@ -498,7 +508,7 @@ def print_round(agents: int, mode: str, index: int, r: Round) -> None:
         f"(sockets open + hellos sent {r.connect_s:.2f} s, first ack {r.first_ack_s:.2f} s, "
         f"half {r.p50_ack_s:.2f} s); leader failover {r.leader_failover_s:.2f} s; "
         f"CPU: master {r.master_cpu_s:.2f} s (+{r.master_start_cpu_s:.2f} s start), "
-        f"swarm {r.swarm_cpu_s:.2f} s",
+        f"swarm {r.swarm_cpu_s:.2f} s; master RSS {r.master_rss_mb:.0f} MB",
         flush=True,
     )
 
