@@ -51,6 +51,7 @@ class Simulation:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self._tick_at: float | None = None
+        self._tick_token = 0
         self._connections = 0
         self.network = Network(self.config, random.Random(self.rng.random()), self.at)
         self.agents = [
@@ -103,15 +104,22 @@ class Simulation:
         self._arm_tick()
 
     def _arm_tick(self) -> None:
+        """One timer for the master at its next deadline. Re-arming for an earlier
+        deadline supersedes the armed one (its token goes stale), so the heap never
+        holds more than one live tick."""
         deadline = self.master.next_deadline()
         if deadline is None:
             return
         if self._tick_at is not None and self._tick_at <= deadline:
             return
         self._tick_at = deadline
-        self.at(deadline, self._tick)
+        self._tick_token += 1
+        token = self._tick_token
+        self.at(deadline, lambda: self._tick(token))
 
-    def _tick(self) -> None:
+    def _tick(self, token: int) -> None:
+        if token != self._tick_token:
+            return  # superseded by an earlier deadline
         self._tick_at = None
         deadline = self.master.next_deadline()
         if deadline is not None and deadline <= self.now:
