@@ -80,6 +80,9 @@ def test_a_quiet_cluster_settles_without_faults() -> None:
         partitions=0,
         stream_breaks=0,
         task_failure_rate=0.0,
+        master_crashes=0,
+        agent_restarts=0,
+        weight_updates=0,
     )
     sim = Simulation(5, config)
     sim.run()
