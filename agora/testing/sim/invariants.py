@@ -6,6 +6,8 @@ After every master step:
     executors on each agent (no resources leak or appear);
   * a task the leading master has recorded as terminal never becomes live again;
   * no task id runs on two hosts at once;
+  * the master never says a task is gone, dropped or unknown while it runs under the
+    agent id the master names (as each update is carried out);
   * DRF: after a full allocation pass, no framework got an offer while another
     framework of its role with a lower share, no filter on that agent and nothing
     received in that pass could have taken it (and likewise between top-level roles).
@@ -23,9 +25,11 @@ from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.core.master.info import TaskStatus
 from agora.core.resources import EMPTY, Resources
-from agora.core.task_states import TaskState
+from agora.core.task_states import Source, TaskState
 from agora.testing.sim.durability import check_carried_out, check_registry_settled
 from agora.testing.sim.host import TaskKey
+
+DECLARED_GONE = frozenset({TaskState.GONE, TaskState.DROPPED, TaskState.UNKNOWN})
 
 if TYPE_CHECKING:
     from agora.core.allocator import HierarchicalAllocator, OfferDecision
@@ -104,6 +108,30 @@ class InvariantChecker:
 
     def carried_out(self, leader: SimMaster, command: cmd.Command) -> None:
         check_carried_out(self, leader, command)
+        if isinstance(command, cmd.SendToFramework) and isinstance(command.event, cmd.Update):
+            self._no_running_task_declared_gone(command.framework_id, command.event.status)
+
+    def _no_running_task_declared_gone(self, framework_id: str, status: TaskStatus) -> None:
+        """The master may say a task is gone, dropped or unknown only if it is: not while
+        its process still runs under an agent that goes by the id the master names
+        (that agent may be about to re-register after a failover: the master must wait
+        for it, Mesos §4.5). TASK_LOST may be wrong (it is never sure); an operator's
+        TASK_GONE_BY_OPERATOR is the operator's call. Tasks of frameworks that do not
+        checkpoint are given up when their agent disconnects (and killed if it comes
+        back), so the master may call them gone from then on."""
+        if status.source is not Source.MASTER or status.state not in DECLARED_GONE:
+            return
+        if not any(f.checkpoint for f in self.sim.frameworks if f.framework_id == framework_id):
+            return
+        key = (framework_id, status.task_id)
+        for agent in self.sim.agents:
+            ids = {agent.agent_id, agent.disk.checkpoint.agent_id}
+            if status.agent_id in ids and key in agent.running():
+                self.fail(
+                    f"the master told {framework_id} that task {status.task_id} is "
+                    f"{status.state.value} ({status.reason}) while it runs on "
+                    f"{agent.hostname} ({status.agent_id})"
+                )
 
     def registry_settled(self, leader: SimMaster) -> None:
         check_registry_settled(self, leader)
