@@ -132,6 +132,12 @@ class SimAgent:
         for key, task in self.tasks.items():
             if not task.checkpointed:
                 self.sim.checker.vanished(key)
+        for key, stream in self.streams.items():
+            known = self.tasks.get(key)
+            if known is None or not known.checkpointed:
+                # Never checkpointed (a framework that does not checkpoint, or a kill of
+                # a task this agent never knew): gone with the process.
+                self.sim.checker.updates_lost_with_agent(stream.pending)
         for write in lost:
             if write.key is not None and write.what == "task":
                 self.sim.checker.vanished(write.key)  # never recorded: it never started
@@ -169,22 +175,28 @@ class SimAgent:
         self.connect()
 
     def _recover_task(self, key: TaskKey, record: CheckpointedTask) -> None:
+        """Rebuild a checkpointed task and its stream (the updates not acknowledged
+        yet), then catch up with what its process did meanwhile."""
         state = record.updates[-1].state if record.updates else TaskState.STAGING
-        process = self.host.processes.get(key)
-        task = SimTask(key[0], key[1], record.name, record.resources, True, state)
-        task.queued = process is None and not state.is_terminal
+        task = SimTask(key[0], key[1], record.name, record.resources, True, state, queued=False)
         self.tasks[key] = task
         pending = record.unacknowledged()
         if pending:
             self.streams[key] = UpdateStream(pending=deque(pending))
-        if task.queued:
-            # Launched but never started: it will not start now (Mesos: TASK_DROPPED /
-            # TASK_LOST, REASON_AGENT_RESTARTED).
-            task.queued = False
+        self._catch_up(key, task)
+
+    def _catch_up(self, key: TaskKey, task: SimTask) -> None:
+        if task.state.is_terminal:
+            return
+        process = self.host.processes.get(key)
+        if process is None:
+            # Launched but never started: it will not start now (Mesos: TASK_DROPPED,
+            # TASK_LOST for frameworks that are not PARTITION_AWARE; REASON_AGENT_RESTARTED).
             self.finished.add(key)
             self._decide(key, TaskState.DROPPED, Reason.AGENT_RESTARTED, "Agent restarted")
-        elif process is not None and process.state.is_terminal and not state.is_terminal:
+        elif not process.alive:
             # It ended while we were away (or its update was lost with us).
+            self.finished.add(key)
             self._update(key, process.state, None, None)
 
     # ---------------------------------------------------------------- connection
