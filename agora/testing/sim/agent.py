@@ -28,7 +28,7 @@ from agora.core.master.info import AgentInfo, FrameworkInfo, TaskStatus
 from agora.core.resources import Resources
 from agora.core.task_states import Reason, Source, TaskState
 from agora.testing.sim.checkpoint import Checkpoint, CheckpointedTask, CheckpointWriter
-from agora.testing.sim.host import Host, TaskKey
+from agora.testing.sim.host import KILL_GRACE_S, Host, TaskKey
 
 if TYPE_CHECKING:
     from agora.testing.sim.world import Simulation
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 RETRY_MIN_S = 10.0
 RETRY_MAX_S = 600.0
 REGISTER_RETRY_S = 5.0
-KILL_GRACE_S = 1.0
 
 
 @dataclass

@@ -5,7 +5,8 @@ seed:
     not see its socket close);
   * broken framework event streams (the framework fails over to a new stream);
   * master crashes: the process dies (some of them in the middle of a registry write,
-    which then lands unheard or is lost), and a new master is elected after a while;
+    which then lands unheard or is lost; some of those take the next leader down in its
+    first write too, while it recovers), and a new master is elected after a while;
   * agent restarts: the agent process dies and starts again on its work dir (some of
     them right after a checkpoint write began, which is then lost);
   * host reboots: the agent comes back with nothing, as a new agent, and the operator
@@ -22,14 +23,17 @@ from agora.testing.sim.durability import WEIGHED_ROLES
 
 if TYPE_CHECKING:
     from agora.testing.sim.agent import SimAgent
+    from agora.testing.sim.master import SimMaster
     from agora.testing.sim.world import Simulation
 
 MARK_GONE_S = (5.0, 60.0)  # from a reboot to the operator marking the old agent gone
+SUCCESSOR_DIES_RATE = 0.3  # a master dying in a write takes its successor's first one too
 
 
 class Faults:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
+        self._successor_dies_in_write = False
 
     def schedule(self) -> None:
         sim, c = self.sim, self.sim.config
@@ -122,22 +126,37 @@ class Faults:
     def _crash_master(self, in_write: bool) -> None:
         sim = self.sim
         leader = sim.leader
-        if leader is None or not sim.network.faults_on:
+        if not sim.network.faults_on:
             return
-        if not in_write:
+        if leader is None:
+            # Between leaders: the next one dies in its first write, while recovering.
+            self._successor_dies_in_write = in_write
+            return
+        if in_write:
+            self._die_in_next_write(leader)
+        else:
             self._master_dies(leader.epoch, write_lands=False)
-            return
-        # Strike inside the next registry write (or anyway, if none comes soon).
-        epoch = leader.epoch
-        registrar = leader.registrar
+
+    def elected(self, leader: SimMaster) -> None:
+        """A new leader is about to recover (and write that it leads)."""
+        if self._successor_dies_in_write and self.sim.network.faults_on:
+            self._successor_dies_in_write = False
+            self._die_in_next_write(leader)
+
+    def _die_in_next_write(self, leader: SimMaster) -> None:
+        """Strike inside the master's next registry write (none before the faults stop:
+        no crash); the write then lands unheard or is lost."""
+        sim, epoch, registrar = self.sim, leader.epoch, leader.registrar
 
         def strike(write_s: float) -> None:
             registrar.on_write = None
             sim.stats.crashes_in_registry_writes += 1
             lands = sim.rng.random() < 0.5
             sim.after(sim.rng.uniform(0, write_s * 0.99), lambda: self._master_dies(epoch, lands))
+            if sim.rng.random() < SUCCESSOR_DIES_RATE:
+                self._successor_dies_in_write = True
 
-        registrar.on_write = strike  # (no write before the faults stop: no crash)
+        registrar.on_write = strike
 
     def _master_dies(self, epoch: int, write_lands: bool) -> None:
         sim = self.sim

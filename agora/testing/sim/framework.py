@@ -196,8 +196,7 @@ class SimFramework:
         rng = self.sim.rng
         self.offers[offer.id] = offer
         room = self.sim.config.live_tasks_per_framework - self._live_count()
-        done = self.budget <= 0 or self.sim.now > self.sim.config.duration_s
-        if done or room <= 0 or rng.random() < 0.2:
+        if self._done_launching() or room <= 0 or rng.random() < 0.2:
             refuse = rng.choice([None, 0.0, 1.0, 10.0, 60.0])
             self.offers.pop(offer.id, None)
             self.call(ev.Decline(**self._call_args(), offer_ids=(offer.id,), refuse_seconds=refuse))
@@ -236,10 +235,10 @@ class SimFramework:
                 )
             elif roll < 0.5:
                 self.reconcile()
-            elif roll < 0.6 and not self.suppressed:
+            elif (roll < 0.6 or self._done_launching()) and not self.suppressed:
                 self.suppressed = True
                 self.call(ev.Suppress(**self._call_args()))
-            elif self.suppressed or self.budget > 0:
+            elif not self._done_launching():
                 self.suppressed = False
                 self.call(ev.Revive(**self._call_args()))
         self.sim.after(HOUSEKEEPING_S, self._housekeeping)
@@ -281,6 +280,11 @@ class SimFramework:
         if silent:
             self.sim.stats.reconcile_retries += 1
         self._ask(silent, round_, min(backoff_s * 2, RECONCILE_MAX_S))
+
+    def _done_launching(self) -> bool:
+        """No more tasks to launch (all launched, or the faulty phase is over): the
+        framework then suppresses its offers."""
+        return self.budget <= 0 or self.sim.now > self.sim.config.duration_s
 
     def _live_count(self) -> int:
         """Tasks not heard to have ended (TASK_LOST counts as ended here): the framework

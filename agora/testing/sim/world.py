@@ -160,6 +160,7 @@ class Simulation:
         self.trace.append(f"{self.now:9.3f} !! master m{epoch} elected")
         self.leader = SimMaster(self, epoch, self.store)
         self.checker.new_leader()
+        self.faults.elected(self.leader)
         self.leader.handle(ev.RegistryRecovered(registry=self.store.registry))
         if epoch == 1:
             return  # the first leader is there before anyone starts
