@@ -192,6 +192,11 @@ def _recover_without_replaying_updates(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(CheckpointedTask, "unacknowledged", lambda self: [])
 
 
+def _recover_without_the_acknowledgements(mp: pytest.MonkeyPatch) -> None:
+    """A restarted agent resends updates that were already acknowledged."""
+    mp.setattr(CheckpointedTask, "unacknowledged", lambda self: list(self.updates))
+
+
 PLANTED: list[tuple[Callable[[pytest.MonkeyPatch], None], int, str]] = [
     (_leak_task_resources, 3, "allocator holds"),
     (_forget_to_persist_unreachable, 0, "before the agent was durably unreachable"),
@@ -200,6 +205,7 @@ PLANTED: list[tuple[Callable[[pytest.MonkeyPatch], None], int, str]] = [
     (_answer_reconciliation_while_agents_recover, 12, "while it runs on"),
     (_recover_without_catching_up, 0, "but no agent runs it"),
     (_recover_without_replaying_updates, 2, "were dropped"),
+    (_recover_without_the_acknowledgements, 20, "an acknowledged update came back"),
 ]
 
 

@@ -37,7 +37,7 @@ class Observed:
 
     states: list[TaskState] = field(default_factory=list)
     reasons: list[str | None] = field(default_factory=list)
-    uuids: set[bytes] = field(default_factory=set)  # the agents' updates among them
+    uuids: list[bytes] = field(default_factory=list)  # the agents' updates among them
 
 
 class SimFramework:
@@ -181,7 +181,7 @@ class SimFramework:
         seen.states.append(status.state)
         seen.reasons.append(None if status.reason is None else status.reason.value)
         if status.uuid is not None:
-            seen.uuids.add(status.uuid)
+            seen.uuids.append(status.uuid)
         if status.uuid is not None and status.agent_id is not None and self.stream_id is not None:
             self.call(
                 ev.Acknowledge(

@@ -12,6 +12,8 @@ everything given time to finish):
     master gives for a task it knows is gone;
   * a framework never saw a task reach two different terminal states (TASK_LOST aside:
     a task lost with its agent's connection may still be running);
+  * each task's status updates reached its framework in the order its agent made them
+    (resent ones repeat the latest, never an earlier, acknowledged one);
   * no status update was dropped: each one an agent took into a stream reached its
     framework or still waits in a stream, unless it or its task vanished with its agent
     (it was never checkpointed: the master reports what became of the task instead).
@@ -59,7 +61,7 @@ def check_settled(checker: InvariantChecker) -> None:
             continue
         for task_id in framework.launched:
             _check_task_outcome(checker, framework, task_id)
-    _no_update_dropped(checker)
+    _updates_in_order_and_none_dropped(checker)
 
 
 def _leader_agrees(checker: InvariantChecker) -> None:
@@ -169,7 +171,7 @@ def _one_terminal_state(
             terminal = state
 
 
-def _no_update_dropped(checker: InvariantChecker) -> None:
+def _updates_in_order_and_none_dropped(checker: InvariantChecker) -> None:
     sim = checker.sim
     waiting = {
         uuid
@@ -182,16 +184,36 @@ def _no_update_dropped(checker: InvariantChecker) -> None:
     by_id = {f.framework_id: f for f in sim.frameworks}
     for key, uuids in checker.generated.items():
         framework = by_id.get(key[0])
-        if framework is None or key in checker.vanished_tasks:
+        if framework is None:
             continue
         seen = framework.observed.get(key[1])
-        delivered = set() if seen is None else seen.uuids
+        delivered = [] if seen is None else seen.uuids
+        _in_order(checker, key, uuids, delivered)
+        if key in checker.vanished_tasks:
+            continue
         dropped = [u for u in uuids if u not in delivered and u not in forgiven]
         if dropped:
             checker.fail(
                 f"{len(dropped)} of the {len(uuids)} status updates of task {key} were "
                 "dropped: never delivered to its framework and no agent holds them"
             )
+
+
+def _in_order(
+    checker: InvariantChecker, key: tuple[str, str], made: list[bytes], delivered: list[bytes]
+) -> None:
+    """The agent's updates reach the framework in the order they were made (a resend
+    repeats the latest, never an earlier one: an acknowledged update stays acknowledged)."""
+    position = {uuid: i for i, uuid in enumerate(made)}
+    latest = -1
+    for uuid in delivered:
+        index = position.get(uuid, latest)
+        if index < latest:
+            checker.fail(
+                f"task {key}: its framework got update {index + 1} of {len(made)} after "
+                f"update {latest + 1} (an acknowledged update came back, or order was lost)"
+            )
+        latest = index
 
 
 def _meaningful(states: list[TaskState], reasons: list[str | None]) -> list[TaskState]:
