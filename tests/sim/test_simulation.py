@@ -98,6 +98,7 @@ def test_the_process_faults_really_strike() -> None:
         "operations_landed_unheard",
         "agent_restarts",
         "host_reboots",
+        "reboots_keeping_id",
         "agent_writes_lost",
         "update_writes_lost",
         "late_resubscriptions",
@@ -107,6 +108,7 @@ def test_the_process_faults_really_strike() -> None:
         "UpdateWeights 200",
     ):
         assert totals[what] > 0, f"no simulation ever saw {what}"
+    assert totals["reboots_keeping_id"] < totals["host_reboots"]  # some came back as new
     assert totals["elections"] > 30 + totals["master_crashes"] * 0.9
     assert totals["groups_written"] < totals["operations_written"]  # writes were grouped
 

@@ -8,7 +8,8 @@ checkpointing frameworks are still on the host (agora/testing/sim/host.py) and a
 adopted, exits during the downtime are reported, queued launches that never started are
 dropped, and unacknowledged updates are sent again once it has re-registered under its
 old id. Tasks of frameworks that do not checkpoint die with the process. After a host
-reboot nothing survives and it registers as a new agent.
+reboot no process survives: the agent keeps its id and reports its tasks gone, or (its
+work dir wiped) registers as a new agent.
 
 Whatever its outcome can no longer be reported by any agent is handed to the checker
 as vanished: the framework may then only learn it from the master.
@@ -149,11 +150,15 @@ class SimAgent:
         self.frameworks.clear()
         self.finished.clear()
 
-    def reboot(self) -> None:
-        """The host restarts: no process and no checkpoint survive."""
+    def reboot(self, keep_id: bool) -> None:
+        """The host restarts: no process survives. The agent either keeps its id (its
+        work dir survives: it reports its tasks gone, as Mesos and Agora's agent do) or
+        starts afresh as a new agent (its work dir is wiped)."""
         self.crash()
         for key in self.host.destroy(lambda p: False):
             self.sim.checker.vanished(key)
+        if keep_id:
+            return
         for key in self.disk.checkpoint.tasks:
             self.sim.checker.vanished(key)
         self.disk.wipe()
@@ -188,11 +193,15 @@ class SimAgent:
         if task.state.is_terminal:
             return
         process = self.host.processes.get(key)
-        if process is None:
+        if process is None and task.state is TaskState.STAGING:
             # Launched but never started: it will not start now (Mesos: TASK_DROPPED,
             # TASK_LOST for frameworks that are not PARTITION_AWARE; REASON_AGENT_RESTARTED).
             self.finished.add(key)
             self._decide(key, TaskState.DROPPED, Reason.AGENT_RESTARTED, "Agent restarted")
+        elif process is None:
+            # It ran, and its process is gone without a trace: the host rebooted.
+            self.finished.add(key)
+            self._decide(key, TaskState.GONE, Reason.EXECUTOR_TERMINATED, "Host rebooted")
         elif not process.alive:
             # It ended while we were away (or its update was lost with us).
             self.finished.add(key)
@@ -267,6 +276,11 @@ class SimAgent:
         """Our socket to the master broke: open a new one and re-register."""
         if self.up and connection == self.connection:
             self.connect()
+
+    def refused(self, connection: str) -> None:
+        """The master closed our connection because our id is gone."""
+        if self.up and connection == self.connection:
+            self.start_afresh()
 
     # -------------------------------------------------------------------- inbox
 
@@ -387,7 +401,11 @@ class SimAgent:
             self.host.forget(key)
 
     def _on_shutdown_agent(self, m: cmd.ShutdownAgent) -> None:
-        """The master says we are gone: kill everything, forget the id, start afresh."""
+        self.start_afresh()
+
+    def start_afresh(self) -> None:
+        """The master says we are gone (it shut us down, or refused our id): kill
+        everything, forget the id, and register as a new agent."""
         self._forget_everything()
         self.disk.wipe()
         self.agent_id = None

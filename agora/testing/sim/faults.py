@@ -9,8 +9,9 @@ seed:
     first write too, while it recovers), and a new master is elected after a while;
   * agent restarts: the agent process dies and starts again on its work dir (some of
     them right after a checkpoint write began, which is then lost);
-  * host reboots: the agent comes back with nothing, as a new agent, and the operator
-    marks its old identity gone.
+  * host reboots: no process survives; the agent comes back under its id and reports
+    its tasks gone, or, its work dir wiped, as a new agent (and the operator marks its
+    old identity gone).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from agora.testing.sim.world import Simulation
 
 MARK_GONE_S = (5.0, 60.0)  # from a reboot to the operator marking the old agent gone
+REBOOT_KEEPS_ID_RATE = 0.5  # the rest come back as new agents, their work dirs wiped
 SUCCESSOR_DIES_RATE = 0.3  # a master dying in a write takes its successor's first one too
 
 
@@ -195,8 +197,10 @@ class Faults:
         sim.trace.append(f"{sim.now:9.3f} !! {agent.hostname} {what} (was {old_id})")
         if reboot:
             sim.stats.host_reboots += 1
-            agent.reboot()
-            if old_id is not None:
+            keep_id = sim.rng.random() < REBOOT_KEEPS_ID_RATE
+            sim.stats.reboots_keeping_id += keep_id
+            agent.reboot(keep_id)
+            if old_id is not None and not keep_id:
                 sim.after(sim.rng.uniform(*MARK_GONE_S), lambda: sim.operator.mark_gone(old_id))
         else:
             sim.stats.agent_restarts += 1

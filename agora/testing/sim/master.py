@@ -124,10 +124,18 @@ class SimMaster:
         elif isinstance(command, cmd.CloseStream):
             self._close_stream(command)
         elif isinstance(command, cmd.DropAgentConnection):
-            agent = self.sim.agent_on(command.connection_id)
-            if agent is not None:
-                connection = command.connection_id
-                self.sim.after(0.1, lambda: agent.connection_broke(connection))
+            self._drop_connection(command.connection_id)
+
+    def _drop_connection(self, connection: str) -> None:
+        """The master closes an agent's connection: the agent re-registers, or, if the
+        id it re-registered under is gone, starts afresh as a new agent."""
+        agent = self.sim.agent_on(connection)
+        if agent is None:
+            return
+        if agent.agent_id in self.core.gone_agents:
+            self.sim.after(0.1, partial(agent.refused, connection))
+        else:
+            self.sim.after(0.1, partial(agent.connection_broke, connection))
 
     def _open_stream(self, command: cmd.OpenStream) -> None:
         # The answer to SUBSCRIBE is the stream itself: it comes first on it.

@@ -58,6 +58,7 @@ class FaultStats:
     elections: int = 0
     agent_restarts: int = 0
     host_reboots: int = 0
+    reboots_keeping_id: int = 0
     agent_writes_lost: int = 0  # checkpoint writes lost with an agent crash
     update_writes_lost: int = 0  # ... of them status updates
     late_resubscriptions: int = 0
