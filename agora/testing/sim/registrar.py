@@ -80,10 +80,6 @@ class SimRegistrar:
         """Nothing is being written and nothing waits for a write."""
         return self._writing is None and not self._held
 
-    @property
-    def writing(self) -> bool:
-        return self._writing is not None
-
     def dispatch(self, commands: list[cmd.Command]) -> None:
         """Carry out one step's commands, or queue them behind the registry."""
         if self._writing is None and not any(isinstance(c, cmd.Persist) for c in commands):
