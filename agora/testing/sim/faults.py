@@ -12,6 +12,8 @@ seed:
   * host reboots: no process survives; the agent comes back under its id and reports
     its tasks gone, or, its work dir wiped, as a new agent (and the operator marks its
     old identity gone).
+
+The operator also changes role weights now and then (registry writes of its own).
 """
 
 from __future__ import annotations
