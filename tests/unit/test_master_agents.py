@@ -198,6 +198,18 @@ def test_a_removed_agents_ended_task_is_reported_as_it_ended(remove, delivered):
     assert task.state is TaskState.FINISHED
 
 
+def test_a_disconnected_agents_ended_task_is_not_revealed_ahead_of_its_updates():
+    """A framework that does not checkpoint loses its tasks when their agent disconnects
+    (TASK_LOST). One the agent reported FINISHED only as latest_state, with an earlier
+    update still being delivered, is TASK_LOST too, not FINISHED: the agent may yet
+    deliver its updates, in order (found by the simulator, seed 1067)."""
+    d, agent_id, connection, fw = _with_task(partition_aware=True, checkpoint=False)
+    d.status(fw, agent_id, "t1", TaskState.RUNNING, latest_state=TaskState.FINISHED)
+    out = d.do(ev.AgentDisconnected(agent_id=agent_id, connection_id=connection))
+    status = out.update(fw.id, "t1")
+    assert (status.state, status.reason) == (TaskState.LOST, Reason.AGENT_DISCONNECTED)
+
+
 def test_another_port_on_the_same_host_is_another_agent():
     d = Driver()
     a, _ = d.register_agent("h1", port=5051)

@@ -381,14 +381,8 @@ class MasterCore:
         notify: bool = True,
     ) -> None:
         """The master decides a task's fate (agent lost, framework removed...): record a
-        terminal state, release its resources, tell the framework (best effort).
-
-        A task already terminal here keeps the state it ended in, in what the framework
-        is told as well: its agent reported that end (perhaps only as `latest_state`,
-        with the update itself still undelivered) and may now never deliver it."""
-        if task.state.is_terminal:
-            state = task.state
-        else:
+        terminal state, release its resources, tell the framework (best effort)."""
+        if not task.state.is_terminal:
             self.set_task_state(task, state)
         status = self.master_status(task.task_id, state, reason, message, task.agent_id)
         task.record(status)
