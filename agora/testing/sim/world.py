@@ -248,6 +248,7 @@ class Simulation:
             self.at(self.rng.uniform(0, 2), agent.start)
         for framework in self.frameworks:
             self.at(self.rng.uniform(0, 5), framework.start)
+        self.operator.start()
         self.faults.schedule()
         end = self.config.duration_s + self.config.quiesce_s
         while self._heap and self._heap[0][0] <= end:
