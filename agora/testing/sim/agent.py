@@ -129,15 +129,12 @@ class SimAgent:
         self.sim.stats.update_writes_lost += sum(1 for w in lost if w.what == "update")
         for key in self.host.destroy(lambda p: p.survives_agent):
             self.sim.checker.vanished(key)
-        for key, task in self.tasks.items():
-            if not task.checkpointed:
-                self.sim.checker.vanished(key)
-        for key, stream in self.streams.items():
+        for key in list(self.tasks) + list(self.streams):
             known = self.tasks.get(key)
             if known is None or not known.checkpointed:
-                # Never checkpointed (a framework that does not checkpoint, or a kill of
-                # a task this agent never knew): gone with the process.
-                self.sim.checker.updates_lost_with_agent(stream.pending)
+                # Never checkpointed (a framework that does not checkpoint, or the end of
+                # a task this agent never knew, killed before it arrived): gone with us.
+                self.sim.checker.vanished(key)
         for write in lost:
             if write.key is not None and write.what == "task":
                 self.sim.checker.vanished(write.key)  # never recorded: it never started

@@ -18,7 +18,7 @@ agora/testing/sim/outcomes.py checks where everything ended.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from agora.core.master import commands as cmd
@@ -61,7 +61,6 @@ class InvariantChecker:
         self.vanished_tasks: set[TaskKey] = set()
         # Every status update an agent took into a stream, by task (uuids, in order).
         self.generated: dict[TaskKey, list[bytes]] = {}
-        self.lost_with_agents: set[bytes] = set()  # updates an agent never checkpointed
         self.operator_calls: dict[str, ev.MasterEvent] = {}  # request id -> call
         self.learned_agent_ids: set[str] = set()  # every id an agent was told is its own
         self._master: MasterCore | None = None
@@ -85,9 +84,6 @@ class InvariantChecker:
     def update_generated(self, agent: SimAgent, key: TaskKey, status: TaskStatus) -> None:
         assert status.uuid is not None
         self.generated.setdefault(key, []).append(status.uuid)
-
-    def updates_lost_with_agent(self, statuses: Iterable[TaskStatus]) -> None:
-        self.lost_with_agents.update(s.uuid for s in statuses if s.uuid is not None)
 
     # ------------------------------------------------------------------ each step
 

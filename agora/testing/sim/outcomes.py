@@ -15,8 +15,8 @@ everything given time to finish):
   * each task's status updates reached its framework in the order its agent made them
     (resent ones repeat the latest, never an earlier, acknowledged one);
   * no status update was dropped: each one an agent took into a stream reached its
-    framework or still waits in a stream, unless it or its task vanished with its agent
-    (it was never checkpointed: the master reports what became of the task instead).
+    framework or still waits in a stream, unless its task vanished with its agent (it
+    was never checkpointed: the master reports what became of the task instead).
 """
 
 from __future__ import annotations
@@ -180,7 +180,6 @@ def _updates_in_order_and_none_dropped(checker: InvariantChecker) -> None:
         for status in stream.pending
         if (uuid := status.uuid) is not None
     }
-    forgiven = waiting | checker.lost_with_agents
     by_id = {f.framework_id: f for f in sim.frameworks}
     for key, uuids in checker.generated.items():
         framework = by_id.get(key[0])
@@ -191,7 +190,7 @@ def _updates_in_order_and_none_dropped(checker: InvariantChecker) -> None:
         _in_order(checker, key, uuids, delivered)
         if key in checker.vanished_tasks:
             continue
-        dropped = [u for u in uuids if u not in delivered and u not in forgiven]
+        dropped = [u for u in uuids if u not in delivered and u not in waiting]
         if dropped:
             checker.fail(
                 f"{len(dropped)} of the {len(uuids)} status updates of task {key} were "
