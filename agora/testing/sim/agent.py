@@ -492,7 +492,7 @@ class SimAgent:
         task = self.tasks.get(key)
         if task is not None:
             task.state = status.state
-        self.sim.checker.update_generated(self, key, status)
+        self.sim.checker.update_generated(key, status)
         stream = self.streams.setdefault(key, UpdateStream())
         stream.pending.append(status)
         if len(stream.pending) == 1:

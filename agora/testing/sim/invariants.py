@@ -34,7 +34,6 @@ DECLARED_GONE = frozenset({TaskState.GONE, TaskState.DROPPED, TaskState.UNKNOWN}
 if TYPE_CHECKING:
     from agora.core.allocator import HierarchicalAllocator, OfferDecision
     from agora.core.master.core import MasterCore
-    from agora.testing.sim.agent import SimAgent
     from agora.testing.sim.master import SimMaster
     from agora.testing.sim.world import Simulation
 
@@ -81,7 +80,7 @@ class InvariantChecker:
     def vanished(self, key: TaskKey) -> None:
         self.vanished_tasks.add(key)
 
-    def update_generated(self, agent: SimAgent, key: TaskKey, status: TaskStatus) -> None:
+    def update_generated(self, key: TaskKey, status: TaskStatus) -> None:
         assert status.uuid is not None
         self.generated.setdefault(key, []).append(status.uuid)
 

@@ -104,7 +104,7 @@ def _agents_settled(checker: InvariantChecker) -> None:
 def _master_matches_hosts(checker: InvariantChecker) -> None:
     """Settled, the master holds no task as live or unreachable that no host runs."""
     running = {key for agent in checker.sim.agents for key in agent.running()}
-    for framework in checker.master.frameworks.values():
+    for framework in checker.sim.master.frameworks.values():
         for tasks in (framework.tasks, framework.unreachable_tasks):
             for task in tasks.values():
                 key = (framework.id, task.task_id)
