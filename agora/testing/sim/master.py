@@ -124,15 +124,16 @@ class SimMaster:
         elif isinstance(command, cmd.CloseStream):
             self._close_stream(command)
         elif isinstance(command, cmd.DropAgentConnection):
-            self._drop_connection(command.connection_id)
+            self._drop_connection(command)
 
-    def _drop_connection(self, connection: str) -> None:
-        """The master closes an agent's connection: the agent re-registers, or, if the
-        id it re-registered under is gone, starts afresh as a new agent."""
+    def _drop_connection(self, command: cmd.DropAgentConnection) -> None:
+        """The master closes an agent's connection: the agent re-registers, or, if its
+        id is refused for good (it is gone), starts afresh as a new agent."""
+        connection = command.connection_id
         agent = self.sim.agent_on(connection)
         if agent is None:
             return
-        if agent.agent_id in self.core.gone_agents:
+        if command.refused:
             self.sim.after(0.1, partial(agent.refused, connection))
         else:
             self.sim.after(0.1, partial(agent.connection_broke, connection))
