@@ -12,7 +12,15 @@ from agora.core.master import registry as reg
 from agora.core.master.info import AgentInfo
 from agora.core.master.model import MasterOptions
 from agora.core.task_states import Reason, Source, TaskState
-from tests.unit.master_kit import AGENT_RESOURCES, MASTER_ID, Driver, launch, res, task_info
+from tests.unit.master_kit import (
+    AGENT_RESOURCES,
+    MASTER_ID,
+    Driver,
+    Out,
+    launch,
+    res,
+    task_info,
+)
 
 FAST_PINGS = MasterOptions(agent_ping_timeout_s=2.0, max_agent_ping_timeouts=3)
 
@@ -160,6 +168,46 @@ def test_replacing_registration_tells_the_framework():
     )
     assert out.rescinds(fw.id) == [offer.id]
     assert cmd.Failure(agent_id=old_id) in out.events(fw.id)
+
+
+def _remove_by_new_registration(d: Driver, agent_id: str) -> list[cmd.Command]:
+    info = AgentInfo(hostname="h1", resources=res(AGENT_RESOURCES))
+    return d.do(ev.RegisterAgent(connection_id="fresh", info=info))
+
+
+def _remove_by_operator(d: Driver, agent_id: str) -> list[cmd.Command]:
+    return d.do(ev.MarkAgentGone(request_id="g", agent_id=agent_id))
+
+
+@pytest.mark.parametrize("remove", [_remove_by_new_registration, _remove_by_operator])
+@pytest.mark.parametrize("delivered", [True, False])
+def test_a_removed_agents_ended_task_is_reported_as_it_ended(remove, delivered):
+    """The agent said the task FINISHED (its update delivered, or only its latest_state
+    while an earlier update is still being delivered) but never got the acknowledgement
+    before it was removed: the framework is told FINISHED, never a second, different
+    terminal state such as TASK_GONE_BY_OPERATOR (found by the simulator, seed 68)."""
+    d, agent_id, _, fw = _with_task(partition_aware=True, checkpoint=True)
+    if delivered:
+        d.status(fw, agent_id, "t1", TaskState.FINISHED)
+    else:
+        d.status(fw, agent_id, "t1", TaskState.RUNNING, latest_state=TaskState.FINISHED)
+    out = Out(remove(d, agent_id))
+    status = out.update(fw.id, "t1")
+    assert status.state is TaskState.FINISHED and status.source is Source.MASTER
+    (task,) = d.framework(fw).completed_tasks
+    assert task.state is TaskState.FINISHED
+
+
+def test_a_disconnected_agents_ended_task_is_not_revealed_ahead_of_its_updates():
+    """A framework that does not checkpoint loses its tasks when their agent disconnects
+    (TASK_LOST). One the agent reported FINISHED only as latest_state, with an earlier
+    update still being delivered, is TASK_LOST too, not FINISHED: the agent may yet
+    deliver its updates, in order (found by the simulator, seed 1067)."""
+    d, agent_id, connection, fw = _with_task(partition_aware=True, checkpoint=False)
+    d.status(fw, agent_id, "t1", TaskState.RUNNING, latest_state=TaskState.FINISHED)
+    out = d.do(ev.AgentDisconnected(agent_id=agent_id, connection_id=connection))
+    status = out.update(fw.id, "t1")
+    assert (status.state, status.reason) == (TaskState.LOST, Reason.AGENT_DISCONNECTED)
 
 
 def test_another_port_on_the_same_host_is_another_agent():

@@ -399,14 +399,21 @@ def remove_agent(
     persist: bool = True,
 ) -> None:
     """The agent is gone for good (restarted with a new id, or marked gone): its tasks
-    are `state` (TASK_LOST for frameworks that are not PARTITION_AWARE)."""
+    are `state` (TASK_LOST for frameworks that are not PARTITION_AWARE).
+
+    A task it reported ended (perhaps only as `latest_state`, its terminal update still
+    undelivered) keeps that end in what its framework is told: the agent will never
+    deliver it now, and a second, different terminal state would contradict the
+    master's own record. (A merely disconnected agent may still deliver its updates, in
+    order, so nothing ahead of them is revealed then.)"""
     if persist:
         master.persist(reg.RemoveAgent(agent.id))
     master.rescind_offers(set(agent.offers))
     for task in list(agent.all_tasks()):
         framework = master.frameworks.get(task.framework_id)
         aware = framework is not None and framework.partition_aware
-        master.terminate_task(task, state if aware else TaskState.LOST, reason, message)
+        end = state if aware else TaskState.LOST
+        master.terminate_task(task, task.state if task.state.is_terminal else end, reason, message)
     for executor in list(agent.all_executors()):
         master.remove_executor(executor)
     master.allocator.remove_agent(agent.id)

@@ -7,6 +7,8 @@ any seed failed.
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import sys
 import time
 
@@ -32,10 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     started = time.perf_counter()
     steps = 0
+    faults: collections.Counter[str] = collections.Counter()
     for seed in seeds:
         try:
             sim = run_seed(seed)
             steps += sim.steps
+            faults.update(dataclasses.asdict(sim.stats))
+            faults.update(dataclasses.asdict(sim.store.stats))
         except InvariantViolation as violation:
             failures += 1
             if args.seed is not None:
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"     reproduce: python -m agora.testing.sim --seed {seed}")
     elapsed = time.perf_counter() - started
     print(f"{len(seeds) - failures}/{len(seeds)} seeds passed, {steps} steps in {elapsed:.1f}s")
+    if len(seeds) > 1:
+        print("faults in the passing seeds: " + ", ".join(f"{k} {v}" for k, v in faults.items()))
     return 1 if failures else 0
 
 

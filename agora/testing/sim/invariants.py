@@ -1,20 +1,19 @@
-"""What must hold after every step of a simulation, and once it has settled.
+"""What must hold after every step of a simulation.
 
 After every master step:
   * per agent, offered + allocated + free == total (allocator accounting, exact);
   * the allocator's per-framework holdings equal the master's offers, live tasks and
     executors on each agent (no resources leak or appear);
-  * a task the master has recorded as terminal never becomes live again;
-  * no task id runs on two agents at once;
+  * a task the leading master has recorded as terminal never becomes live again;
+  * no task id runs on two hosts at once;
+  * the master never says a task is gone, dropped or unknown while it runs under the
+    agent id the master names (as each update is carried out);
   * DRF: after a full allocation pass, no framework got an offer while another
     framework of its role with a lower share, no filter on that agent and nothing
     received in that pass could have taken it (and likewise between top-level roles).
-At the end (network healed, faults stopped, everything given time to settle):
-  * every status update was acknowledged (no agent still retrying one);
-  * the master holds no task as live or unreachable that no agent runs;
-  * every task a framework launched ended, and the framework was told the state the
-    task really ended in (as its partition awareness shows it);
-  * a framework never saw a task reach two different terminal states.
+As each command is carried out, and whenever the registry is settled, the master and
+its durable registry agree (agora/testing/sim/durability.py). Once the run has settled,
+agora/testing/sim/outcomes.py checks where everything ended.
 """
 
 from __future__ import annotations
@@ -24,23 +23,19 @@ from typing import TYPE_CHECKING, NoReturn
 
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
+from agora.core.master.info import TaskStatus
 from agora.core.resources import EMPTY, Resources
-from agora.core.task_states import Reason, TaskState, visible_state
+from agora.core.task_states import Source, TaskState
+from agora.testing.sim.durability import check_carried_out, check_registry_settled
+from agora.testing.sim.host import TaskKey
+
+DECLARED_GONE = frozenset({TaskState.GONE, TaskState.DROPPED, TaskState.UNKNOWN})
 
 if TYPE_CHECKING:
     from agora.core.allocator import HierarchicalAllocator, OfferDecision
-    from agora.testing.sim.framework import SimFramework
+    from agora.core.master.core import MasterCore
+    from agora.testing.sim.master import SimMaster
     from agora.testing.sim.world import Simulation
-
-UNKNOWN_ANSWERS = frozenset(
-    {
-        TaskState.LOST,
-        TaskState.UNKNOWN,
-        TaskState.GONE,
-        TaskState.GONE_BY_OPERATOR,
-        TaskState.UNREACHABLE,
-    }
-)
 
 
 class InvariantViolation(AssertionError):  # noqa: N818 - reads as "an invariant violation"
@@ -58,25 +53,90 @@ class InvariantViolation(AssertionError):  # noqa: N818 - reads as "an invariant
 class InvariantChecker:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
-        self.ever_terminal: set[tuple[str, str]] = set()
-        self.final_states: dict[tuple[str, str], TaskState] = {}
+        self.ever_terminal: set[tuple[str, str]] = set()  # by the leading master
+        self.final_states: dict[TaskKey, TaskState] = {}  # how tasks really ended
+        # Tasks whose outcome no agent can report any more (their agent process or host
+        # died with it): the framework can only learn it from the master.
+        self.vanished_tasks: set[TaskKey] = set()
+        # Every status update an agent took into a stream, by task (uuids, in order).
+        self.generated: dict[TaskKey, list[bytes]] = {}
+        self.operator_calls: dict[str, ev.MasterEvent] = {}  # request id -> call
+        self.learned_agent_ids: set[str] = set()  # every id an agent was told is its own
+        self._master: MasterCore | None = None
 
     def fail(self, message: str) -> NoReturn:
         raise InvariantViolation(self.sim, message)
 
+    @property
+    def master(self) -> MasterCore:
+        assert self._master is not None
+        return self._master
+
+    # ----------------------------------------------------------- ground truth
+
+    def record_final(self, framework_id: str, task_id: str, state: TaskState) -> None:
+        self.final_states.setdefault((framework_id, task_id), state)
+
+    def vanished(self, key: TaskKey) -> None:
+        self.vanished_tasks.add(key)
+
+    def update_generated(self, key: TaskKey, status: TaskStatus) -> None:
+        assert status.uuid is not None
+        self.generated.setdefault(key, []).append(status.uuid)
+
     # ------------------------------------------------------------------ each step
 
-    def after_step(self, event: ev.MasterEvent, commands: Sequence[cmd.Command]) -> None:
+    def new_leader(self) -> None:
+        """A new master rebuilds its task records from agents: what an earlier master
+        held terminal says nothing about the new one's records."""
+        self.ever_terminal.clear()
+
+    def after_step(
+        self, leader: SimMaster, event: ev.MasterEvent, commands: Sequence[cmd.Command]
+    ) -> None:
+        self._master = leader.core
+        if isinstance(event, ev.MarkAgentGone | ev.UpdateWeights):
+            self.operator_calls[event.request_id] = event
         self._accounting()
         self._master_matches_allocator()
         self._terminal_is_final()
         self._no_task_runs_twice()
-        if isinstance(event, ev.Tick) and self.sim.master.last_pass_was_full:
+        if isinstance(event, ev.Tick) and self.master.last_pass_was_full:
             self._drf_order()
             self._work_conserving()
 
+    def carried_out(self, leader: SimMaster, command: cmd.Command) -> None:
+        check_carried_out(self, leader, command)
+        if isinstance(command, cmd.SendToFramework) and isinstance(command.event, cmd.Update):
+            self._no_running_task_declared_gone(command.framework_id, command.event.status)
+
+    def _no_running_task_declared_gone(self, framework_id: str, status: TaskStatus) -> None:
+        """The master may say a task is gone, dropped or unknown only if it is: not while
+        its process still runs under an agent that goes by the id the master names
+        (that agent may be about to re-register after a failover: the master must wait
+        for it, Mesos §4.5). TASK_LOST may be wrong (it is never sure); an operator's
+        TASK_GONE_BY_OPERATOR is the operator's call. Tasks of frameworks that do not
+        checkpoint are given up when their agent disconnects (and killed if it comes
+        back), so the master may call them gone from then on."""
+        if status.source is not Source.MASTER or status.state not in DECLARED_GONE:
+            return
+        if not any(f.checkpoint for f in self.sim.frameworks if f.framework_id == framework_id):
+            return
+        key = (framework_id, status.task_id)
+        for agent in self.sim.agents:
+            ids = {agent.agent_id, agent.disk.checkpoint.agent_id}
+            if status.agent_id in ids and key in agent.running():
+                self.fail(
+                    f"the master told {framework_id} that task {status.task_id} is "
+                    f"{status.state.value} ({status.reason}) while it runs on "
+                    f"{agent.hostname} ({status.agent_id})"
+                )
+
+    def registry_settled(self, leader: SimMaster) -> None:
+        check_registry_settled(self, leader)
+
     def _accounting(self) -> None:
-        allocator = self.sim.master.allocator
+        allocator = self.master.allocator
         for agent_id in allocator.agent_ids():
             agent = allocator.agent(agent_id)
             held = EMPTY
@@ -89,7 +149,7 @@ class InvariantChecker:
                 )
 
     def _master_matches_allocator(self) -> None:
-        master = self.sim.master
+        master = self.master
         allocator = master.allocator
         if set(master.agents) != set(allocator.agent_ids()):
             self.fail(
@@ -122,7 +182,7 @@ class InvariantChecker:
                     )
 
     def _terminal_is_final(self) -> None:
-        for framework in self.sim.master.frameworks.values():
+        for framework in self.master.frameworks.values():
             for tasks in (framework.tasks, framework.unreachable_tasks):
                 for task in tasks.values():
                     key = (framework.id, task.task_id)
@@ -140,7 +200,7 @@ class InvariantChecker:
                 seen[key] = agent.hostname
 
     def _drf_order(self) -> None:
-        master = self.sim.master
+        master = self.master
         allocator = master.allocator
         decisions = master.last_pass_decisions
         got = {(d.framework_id, d.role) for d in decisions}
@@ -169,7 +229,7 @@ class InvariantChecker:
         """After a full pass nothing usable sits idle while a framework wants it: every
         agent's free resources are below the minimum offer size for each role that has an
         active, unsuppressed framework without a filter on that agent."""
-        allocator = self.sim.master.allocator
+        allocator = self.master.allocator
         minimums = allocator.options.min_allocatable
         for agent_id in allocator.agent_ids():
             agent = allocator.agent(agent_id)
@@ -191,7 +251,7 @@ class InvariantChecker:
                         )
 
     def _role_order(self, decisions: Sequence[OfferDecision], roles_served: set[str]) -> None:
-        allocator = self.sim.master.allocator
+        allocator = self.master.allocator
         tops = [
             r for r in allocator.roles().roles() if "/" not in r and not _has_children(allocator, r)
         ]
@@ -222,81 +282,12 @@ class InvariantChecker:
 
     # ------------------------------------------------------------------- at the end
 
-    def record_final(self, framework_id: str, task_id: str, state: TaskState) -> None:
-        self.final_states.setdefault((framework_id, task_id), state)
-
     def at_end(self) -> None:
-        sim = self.sim
-        for agent in sim.agents:
-            pending = {k: s for k, s in agent.streams.items() if s.pending}
-            connected = {f.framework_id for f in sim.frameworks if f.stream_id is not None}
-            stuck = [k for k in pending if k[0] in connected]
-            if stuck:
-                self.fail(f"{agent.hostname} still retries unacknowledged updates for {stuck[:5]}")
-            if agent.running():
-                self.fail(f"{agent.hostname} still runs {agent.running()[:5]} after settling")
-        for framework in sim.frameworks:
-            if framework.framework_id is None:
-                continue
-            for task_id in framework.launched:
-                self._check_task_outcome(framework, task_id)
-        self._master_matches_agents()
+        from agora.testing.sim.outcomes import check_settled
 
-    def _master_matches_agents(self) -> None:
-        """Settled, the master holds no task as live or unreachable that no agent runs."""
-        running = {key for agent in self.sim.agents for key in agent.running()}
-        for framework in self.sim.master.frameworks.values():
-            for tasks in (framework.tasks, framework.unreachable_tasks):
-                for task in tasks.values():
-                    key = (framework.id, task.task_id)
-                    if not task.state.is_terminal and key not in running:
-                        self.fail(
-                            f"the master still holds task {key} as {task.state.value} "
-                            "but no agent runs it"
-                        )
-
-    def _check_task_outcome(self, framework: SimFramework, task_id: str) -> None:
-        assert framework.framework_id is not None
-        seen = framework.observed.get(task_id)
-        if seen is None or not seen.states:
-            self.fail(f"{framework.name} launched {task_id} but was never told what became of it")
-        told = [s.value for s in seen.states]
-        reliable = _meaningful(seen.states, seen.reasons)
-        truth = self.final_states.get((framework.framework_id, task_id))
-        if truth is not None:
-            # It ran: its end came through the agent's reliable updates.
-            expected = visible_state(truth, framework.partition_aware)
-            last = reliable[-1].value if reliable else None
-            if last != expected.value:
-                self.fail(
-                    f"{framework.name} task {task_id}: last told {last} "
-                    f"but it ended {truth.value} (told: {told})"
-                )
-        elif not seen.states[-1].is_terminal:
-            # It never ran: the framework must have learnt that (possibly by asking).
-            self.fail(f"{framework.name} task {task_id} never ran and was last told {told[-1]}")
-        terminal = None
-        for state in reliable:
-            if state is TaskState.LOST and not framework.partition_aware:
-                continue  # a non-partition-aware framework's LOST may come back
-            if terminal is not None and state is not terminal:
-                self.fail(
-                    f"{framework.name} task {task_id} was told {terminal.value} and then "
-                    f"{state.value} (told: {told})"
-                )
-            if state.is_terminal:
-                terminal = state
+        check_settled(self)
 
 
 def _has_children(allocator: HierarchicalAllocator, role: str) -> bool:
     roles = allocator.roles().roles()
     return any(r.startswith(role + "/") for r in roles)
-
-
-def _meaningful(states: list[TaskState], reasons: list[str | None]) -> list[TaskState]:
-    """Drop reconciliation answers about tasks the master no longer knows."""
-    return [
-        state
-        for state, reason in zip(states, reasons, strict=True)
-        if not (reason == Reason.RECONCILIATION.value and state in UNKNOWN_ANSWERS)
-    ]

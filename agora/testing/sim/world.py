@@ -1,10 +1,18 @@
-"""The simulation: the real master core, simulated agents and frameworks, a faulty
-network, and a heap of timed events, all driven by one seed.
+"""The simulation: the real master core, simulated agents, frameworks and an operator,
+a faulty network, a durable registry, and a heap of timed events, all driven by one
+seed.
 
-Every step delivers one event; after each step the invariant checker runs. A run has
+Every step runs one event; after each master step the invariant checker runs. A run has
 two phases: `duration_s` with faults (lost, duplicated, delayed messages, partitioned
-agents, broken framework streams), then `quiesce_s` with a healed network, after
-which everything must have settled consistently.
+agents, broken framework streams, master crashes and failovers, agent restarts, host
+reboots, lost unsynced writes; see agora/testing/sim/faults.py), then `quiesce_s` with
+a healed network and no more faults, after which everything must have settled
+consistently.
+
+Masters are elected with increasing epochs. Agents, frameworks and the operator learn
+of a new leader a little later (leader detection); whatever they send is stamped with
+the epoch they believe leads and is lost if that master is not the leader when it
+arrives.
 """
 
 from __future__ import annotations
@@ -14,18 +22,24 @@ import random
 import traceback
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
 
 from agora.core.master import commands as cmd
 from agora.core.master import events as ev
 from agora.core.master.core import MasterCore
-from agora.core.master.info import MasterInfo
 from agora.core.master.model import MasterOptions
 from agora.core.resource_text import parse_resources
 from agora.testing.sim.agent import SimAgent
 from agora.testing.sim.config import SimConfig
+from agora.testing.sim.faults import Faults
 from agora.testing.sim.framework import SimFramework
 from agora.testing.sim.invariants import InvariantChecker, InvariantViolation
+from agora.testing.sim.master import Caller, SimMaster
 from agora.testing.sim.network import Network
+from agora.testing.sim.operator import SimOperator
+from agora.testing.sim.registrar import DurableRegistry
 
 AGENT_SHAPES = (
     "cpus:4;mem:8192;disk:10000;ports:[31000-32000]",
@@ -35,6 +49,30 @@ AGENT_SHAPES = (
 ROLES = ("*", "eng", "eng/web", "ops")
 
 
+@dataclass
+class FaultStats:
+    """How often each process-level fault really struck (the network counts its own)."""
+
+    master_crashes: int = 0
+    crashes_in_registry_writes: int = 0
+    elections: int = 0
+    agent_restarts: int = 0
+    host_reboots: int = 0
+    reboots_keeping_id: int = 0
+    agent_writes_lost: int = 0  # checkpoint writes lost with an agent crash
+    update_writes_lost: int = 0  # ... of them status updates
+    late_resubscriptions: int = 0
+    reconcile_retries: int = 0  # frameworks asking again after no answer
+
+
+class Detector(Protocol):
+    """Someone who follows the leading master (an agent, a framework, the operator)."""
+
+    leader: int | None
+
+    def leader_detected(self, epoch: int) -> None: ...
+
+
 class Simulation:
     def __init__(self, seed: int, config: SimConfig | None = None) -> None:
         self.seed = seed
@@ -42,16 +80,18 @@ class Simulation:
         self.config = (
             config if config is not None else SimConfig.draw(random.Random(seed * 7919 + 1))
         )
-        self.master_options = MasterOptions()
-        self.master = MasterCore(
-            MasterInfo(id=f"sim{seed}"), self.master_options, random.Random(self.rng.random())
+        self.master_options = MasterOptions(
+            agent_reregister_timeout_s=self.config.agent_reregister_timeout_s
         )
         self.now = 0.0
         self.steps = 0
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
-        self._tick_at: float | None = None
         self._connections = 0
+        self.stats = FaultStats()
+        self.store = DurableRegistry()
+        self.leader: SimMaster | None = None
+        self.epoch = 0
         self.network = Network(self.config, random.Random(self.rng.random()), self.at)
         self.agents = [
             SimAgent(self, i, parse_resources(self.rng.choice(AGENT_SHAPES)))
@@ -59,21 +99,33 @@ class Simulation:
         ]
         self._agent_by_host = {a.hostname: a for a in self.agents}
         self.frameworks = [
-            SimFramework(self, i, self._roles(), partition_aware=self.rng.random() < 0.5)
+            SimFramework(
+                self,
+                i,
+                self._roles(),
+                partition_aware=self.rng.random() < 0.5,
+                checkpoint=self.rng.random() < self.config.checkpointing_rate,
+            )
             for i in range(self.config.frameworks)
         ]
+        self.operator = SimOperator(self)
         self._connection_host: dict[str, str] = {}
-        self._agent_connection: dict[str, str] = {}
-        self._requests: dict[str, SimFramework] = {}
-        self._streams: dict[str, tuple[SimFramework, str]] = {}
         self.trace: deque[str] = deque(maxlen=40)
-        # Callables that see every command the master emits (for reports and tests).
+        # Callables that see every command a master emits (for reports and tests).
         self.command_observers: list[Callable[[cmd.Command], None]] = []
         self.checker = InvariantChecker(self)
+        self.faults = Faults(self)
 
     def _roles(self) -> tuple[str, ...]:
         count = self.rng.randint(1, 2)
         return tuple(sorted(self.rng.sample(ROLES, count)))
+
+    @property
+    def master(self) -> MasterCore:
+        """The leading master's core."""
+        if self.leader is None:
+            raise InvariantViolation(self, "no master leads")
+        return self.leader.core
 
     # =================================================================== clock
 
@@ -84,173 +136,120 @@ class Simulation:
     def after(self, delay: float, action: Callable[[], None]) -> None:
         self.at(self.now + delay, action)
 
+    # ============================================================== connections
+
     def new_connection(self, host: str) -> str:
         self._connections += 1
         connection = f"conn{self._connections}"
         self._connection_host[connection] = host
         return connection
 
-    # ================================================================== master
+    def agent_on(self, connection: str) -> SimAgent | None:
+        return self._agent_by_host.get(self._connection_host.get(connection, ""))
 
-    def deliver_to_master(self, event: ev.MasterEvent) -> None:
-        self.trace.append(f"{self.now:9.3f} -> master {type(event).__name__} {_brief(event)}")
-        commands = self.master.handle(event, self.now)
-        for command in commands:
-            for observe in self.command_observers:
-                observe(command)
-            self._route(command)
-        self.checker.after_step(event, commands)
-        self._arm_tick()
+    # =============================================================== leadership
 
-    def _arm_tick(self) -> None:
-        deadline = self.master.next_deadline()
-        if deadline is None:
+    def current_epoch(self) -> int | None:
+        return None if self.leader is None else self.leader.epoch
+
+    def elect(self) -> None:
+        """A new master leads: it recovers from the durable registry, and everyone
+        else detects it a little later (some frameworks much later)."""
+        self.epoch += 1
+        self.stats.elections += 1
+        epoch = self.epoch
+        self.trace.append(f"{self.now:9.3f} !! master m{epoch} elected")
+        self.leader = SimMaster(self, epoch, self.store)
+        self.checker.new_leader()
+        self.faults.elected(self.leader)
+        self.leader.handle(ev.RegistryRecovered(registry=self.store.registry))
+        if epoch == 1:
+            return  # the first leader is there before anyone starts
+        detect_s = self.config.detect_s
+        parties: list[Detector] = [*self.agents, self.operator]
+        for party in parties:
+            self.after(self.rng.uniform(*detect_s), partial(self._detect, party))
+        for framework in self.frameworks:
+            delay = self.rng.uniform(*detect_s)
+            if self.rng.random() < self.config.late_framework_rate:
+                delay = self.rng.uniform(*self.config.late_s)
+                self.stats.late_resubscriptions += 1
+            self.after(delay, partial(self._detect, framework))
+
+    def _detect(self, party: Detector) -> None:
+        """The party's leader detector reports whoever leads now (if anyone does)."""
+        epoch = self.current_epoch()
+        if epoch is not None and epoch != party.leader:
+            party.leader_detected(epoch)
+
+    def crash_master(self, write_lands: bool) -> None:
+        leader = self.leader
+        if leader is None:
             return
-        if self._tick_at is not None and self._tick_at <= deadline:
-            return
-        self._tick_at = deadline
-        self.at(deadline, self._tick)
+        self.trace.append(f"{self.now:9.3f} !! master m{leader.epoch} crashes")
+        self.stats.master_crashes += 1
+        self.leader = None
+        leader.crash(write_lands)
 
-    def _tick(self) -> None:
-        self._tick_at = None
-        deadline = self.master.next_deadline()
-        if deadline is not None and deadline <= self.now:
-            self.deliver_to_master(ev.Tick())
-        else:
-            self._arm_tick()
+    # ========================================================= to the master
 
-    def _route(self, command: cmd.Command) -> None:
-        if isinstance(command, cmd.SendToAgent):
-            self._to_agent(command.agent_id, command.message)
-        elif isinstance(command, cmd.SendToFramework):
-            self._to_framework(command.framework_id, command.event)
-        elif isinstance(command, cmd.AcceptAgent):
-            self._agent_connection[command.agent_id] = command.connection_id
-        elif isinstance(command, cmd.Respond):
-            self._answer(command.request_id, lambda f: f.responded(command))
-        elif isinstance(command, cmd.OpenStream):
-            # The answer to SUBSCRIBE is the stream itself: it comes first on it.
-            framework = self._requests.pop(command.request_id)
-            self._streams[command.framework_id] = (framework, command.stream_id)
-            self.network.reliable(
-                f"stream-{command.stream_id}",
-                self.now,
-                lambda: framework.stream_opened(command.framework_id, command.stream_id),
-            )
-        elif isinstance(command, cmd.RefuseSubscription):
-            self._answer(command.request_id, lambda f: f.subscription_refused(command.message))
-        elif isinstance(command, cmd.CloseStream):
-            current = self._streams.get(command.framework_id)
-            if current is not None and current[1] == command.stream_id:
-                del self._streams[command.framework_id]
-                framework = current[0]
-                self.network.reliable(
-                    f"stream-{command.stream_id}",
-                    self.now,
-                    lambda: framework.stream_closed(command.stream_id),
-                )
-        elif isinstance(command, cmd.DropAgentConnection):
-            host = self._connection_host.get(command.connection_id)
-            agent = self._agent_by_host.get(host or "")
-            if agent is not None and agent.connection == command.connection_id:
-                self.after(0.1, agent.disconnected)
-
-    def _answer(self, request_id: str, deliver: Callable[[SimFramework], None]) -> None:
-        framework = self._requests.pop(request_id, None)
-        if framework is not None:
-            self.network.reliable(f"http-{framework.name}", self.now, lambda: deliver(framework))
-
-    def _to_agent(self, agent_id: str, message: cmd.AgentMessage) -> None:
-        connection = self._agent_connection.get(agent_id)
-        if connection is None:
-            return
-        host = self._connection_host[connection]
-        agent = self._agent_by_host[host]
-        self.network.agent_link(host, self.now, lambda: agent.receive(connection, message))
-
-    def _to_framework(self, framework_id: str, event: cmd.SchedulerEvent) -> None:
-        current = self._streams.get(framework_id)
-        if current is None:
-            return
-        framework, stream_id = current
-        self.network.reliable(
-            f"stream-{stream_id}", self.now, lambda: framework.receive(stream_id, event)
-        )
-
-    # ========================================================= agents, frameworks
+    def deliver_to_master(self, epoch: int, event: ev.MasterEvent) -> None:
+        leader = self.leader
+        if leader is None or leader.epoch != epoch:
+            return  # sent to a master that is not (or no longer) leading: lost
+        leader.handle(event)
 
     def agent_to_master(self, agent: SimAgent, event: ev.MasterEvent) -> None:
-        self.network.agent_link(agent.hostname, self.now, lambda: self.deliver_to_master(event))
-
-    def framework_to_master(self, framework: SimFramework, event: ev.MasterEvent) -> None:
-        request_id = getattr(event, "request_id", None)
-        if request_id is not None:
-            self._requests[request_id] = framework
-        self.network.reliable(
-            f"http-{framework.name}", self.now, lambda: self.deliver_to_master(event)
+        epoch = agent.leader
+        if epoch is None:
+            return
+        self.network.agent_link(
+            agent.hostname, self.now, lambda: self.deliver_to_master(epoch, event)
         )
 
-    # ================================================================== faults
-
-    def _schedule_faults(self) -> None:
-        c = self.config
-        for _ in range(c.partitions):
-            agent = self.rng.choice(self.agents)
-            start = self.rng.uniform(0, c.duration_s)
-            length = self.rng.uniform(*c.partition_s)
-            self.at(start, lambda a=agent, n=length: self._partition(a, n))  # type: ignore[misc]
-        for _ in range(c.stream_breaks):
-            self.at(self.rng.uniform(0, c.duration_s), self._break_stream)
-        self.at(c.duration_s, self._calm)
-
-    def _partition(self, agent: SimAgent, length: float) -> None:
-        if self.network.is_partitioned(agent.hostname) or not self.network.faults_on:
+    def framework_to_master(self, caller: Caller, event: ev.MasterEvent) -> None:
+        """An HTTP call (reliable, in order, per caller); its answer goes to `caller`."""
+        epoch = caller.leader
+        if epoch is None:
             return
-        self.trace.append(f"{self.now:9.3f} !! partition {agent.hostname} for {length:.1f}s")
-        self.network.partition(agent.hostname)
-        if (
-            self.rng.random() < self.config.socket_break_rate
-            and agent.agent_id
-            and agent.connection
-        ):
-            agent_id, connection = agent.agent_id, agent.connection
-            self.after(
-                self.rng.uniform(1, 20),
-                lambda: self.deliver_to_master(
-                    ev.AgentDisconnected(agent_id=agent_id, connection_id=connection)
-                ),
-            )
-            self.after(self.rng.uniform(1, 20), agent.disconnected)
-        self.after(length, lambda: self.network.heal(agent.hostname))
+        request_id: str | None = getattr(event, "request_id", None)
 
-    def _break_stream(self) -> None:
-        if not self._streams or not self.network.faults_on:
+        def arrive() -> None:
+            leader = self.leader
+            if leader is None or leader.epoch != epoch:
+                return
+            if request_id is not None:
+                leader.expect_answer(request_id, caller)
+            leader.handle(event)
+
+        self.network.reliable(f"http-{caller.name}", self.now, arrive)
+
+    def agent_connection_reset(self, agent: SimAgent, connection: str) -> None:
+        """The agent's process died: its master sees the socket close, unless the
+        link is cut (then only the missed pings tell)."""
+        leader, agent_id = self.leader, agent.agent_id
+        if leader is None or agent_id is None or self.network.is_partitioned(agent.hostname):
             return
-        framework_id = self.rng.choice(sorted(self._streams))
-        framework, stream_id = self._streams.pop(framework_id)
-        self.trace.append(f"{self.now:9.3f} !! stream of {framework.name} breaks")
+        if leader.agent_connection.get(agent_id) != connection:
+            return
+        epoch = leader.epoch
         self.after(
-            self.rng.uniform(0.01, 2),
+            self.rng.uniform(0.01, 0.5),
             lambda: self.deliver_to_master(
-                ev.FrameworkDisconnected(framework_id=framework_id, stream_id=stream_id)
+                epoch, ev.AgentDisconnected(agent_id=agent_id, connection_id=connection)
             ),
         )
-        self.after(self.rng.uniform(0.01, 2), lambda: framework.stream_closed(stream_id))
-
-    def _calm(self) -> None:
-        self.trace.append(f"{self.now:9.3f} !! network heals, faults stop")
-        self.network.faults_on = False
-        for agent in self.agents:
-            self.network.heal(agent.hostname)
 
     # ===================================================================== run
 
     def run(self) -> None:
+        self.elect()
         for agent in self.agents:
             self.at(self.rng.uniform(0, 2), agent.start)
         for framework in self.frameworks:
             self.at(self.rng.uniform(0, 5), framework.start)
-        self._schedule_faults()
+        self.operator.start()
+        self.faults.schedule()
         end = self.config.duration_s + self.config.quiesce_s
         while self._heap and self._heap[0][0] <= end:
             when, _, action = heapq.heappop(self._heap)
@@ -258,17 +257,6 @@ class Simulation:
             self.steps += 1
             action()
         self.checker.at_end()
-
-
-def _brief(event: ev.MasterEvent) -> str:
-    for name in ("task_id", "agent_id", "framework_id", "offer_ids"):
-        value = getattr(event, name, None)
-        if value:
-            return f"{name}={value}"
-    status = getattr(event, "status", None)
-    if status is not None:
-        return f"task={status.task_id} {status.state.value}"
-    return ""
 
 
 def run_seed(seed: int, config: SimConfig | None = None) -> Simulation:
