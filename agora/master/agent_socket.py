@@ -10,10 +10,9 @@ is not an array of pairs ends the whole socket.
 The WebSocket itself (upgrade, frames, close) is agent_server.py's; what it needs from
 here is a `Channel` to hand each data message to, and what this needs from it is a
 `FrameSink` to write frames to. Writes are batched per link: everything queued for a
-link in a burst leaves as one frame, two loop turns after the first message (one turn
-for the timers that the same burst armed, like the first PING of a re-registered
-agent, to add theirs). On loopback each write also runs the peer's receive path and
-wakes it: the costliest part of a small message.
+link in a burst leaves as one frame, one loop turn after the first message. On
+loopback each write also runs the peer's receive path and wakes it: the costliest part
+of a small message.
 """
 
 from __future__ import annotations
@@ -68,30 +67,34 @@ def open_channel(service: MasterService, sink: FrameSink, peer_ip: str, muxed: b
 def take_message(service: MasterService, link: Link, message: msgspec.Raw | bytes) -> None:
     """Hand one agent message to the core (raises one of BAD_MESSAGE if unreadable)."""
     event = channel.master_event(message, link.connection_id, link.agent_id)
-    if event is not None:
-        service.dispatch(event)
+    if event is None:
+        return
+    if service.superseded(event):
+        log.info(
+            "ignoring a stale registration on %s (the agent has a newer one)", link.connection_id
+        )
+        link.close("superseded by a newer connection of this agent")
+        return
+    service.dispatch(event)
 
 
 class _Batcher(Generic[T]):
-    """Queued messages, flushed once two loop turns after the first (see the module
+    """Queued messages, flushed once a loop turn after the first (see the module
     docstring) by `flush(batch)`."""
 
     def __init__(self, flush: Callable[[list[T]], None]) -> None:
         self._flush = flush
         self._queued: list[T] = []
-        self._turns = 0
+        self._armed = False
 
     def push(self, item: T) -> None:
         self._queued.append(item)
-        if self._turns == 0:
-            self._turns = 2
+        if not self._armed:
+            self._armed = True
             asyncio.get_running_loop().call_soon(self._turn)
 
     def _turn(self) -> None:
-        self._turns -= 1
-        if self._turns > 0:
-            asyncio.get_running_loop().call_soon(self._turn)
-            return
+        self._armed = False
         batch, self._queued = self._queued, []
         if batch:  # (drained meanwhile by a close)
             self._flush(batch)

@@ -50,6 +50,11 @@ _HEARTBEAT_RECORD = encode_record(encode_json(HEARTBEAT))
 REBUILD_MAX_S = 60.0  # the collector waits at most this long for recovered agents
 
 
+def opened_before(connection_id: str, other: str) -> bool:
+    """Whether connection `connection_id` was accepted before `other` (ids `c<n>`)."""
+    return int(connection_id[1:]) < int(other[1:])
+
+
 class NotLeading(Exception):  # noqa: N818
     """The core was asked for while this master does not lead (handlers answer 307 to
     `leader`, or 503 when none is known)."""
@@ -227,7 +232,24 @@ class MasterService:
         return str(next(self._request_ids))
 
     def next_connection_id(self) -> str:
+        """Ids in the order connections were accepted (see `superseded`)."""
         return f"c{next(self._connection_ids)}"
+
+    def superseded(self, event: ev.MasterEvent) -> bool:
+        """A (re-)registration that arrives on a connection older than the one its agent
+        is already registered on: written before the agent's newer connection and
+        delivered late (TCP delivers what was written before a close). Its report is
+        stale: the master must not act on it (it would drop tasks launched since)."""
+        core = self.core
+        if core is None:
+            return False
+        if isinstance(event, ev.ReregisterAgent):
+            agent = core.agents.get(event.agent_id)
+        elif isinstance(event, ev.RegisterAgent):
+            agent = core.agent_at(event.info.hostname, event.info.port)
+        else:
+            return False
+        return agent is not None and opened_before(event.connection_id, agent.connection_id)
 
     # ------------------------------------------------------------------ the core
 

@@ -192,9 +192,7 @@ class ZooKeeperEnsemble:
         self.stop_timeout_s = stop_timeout_s
         self.force_sync = force_sync
         self.java = java
-        self.nodes = [
-            ZooKeeperNode(i + 1, self.work_dir / f"zk{i + 1}", host) for i in range(size)
-        ]
+        self.nodes = [ZooKeeperNode(i + 1, self.work_dir / f"zk{i + 1}", host) for i in range(size)]
 
     # ----------------------------------------------------------------- addresses
 

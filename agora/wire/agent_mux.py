@@ -79,9 +79,7 @@ def decode_mux_pairs(data: bytes) -> list[tuple[int, msgspec.Raw]]:
     try:
         pairs = _pairs_decoder.decode(data)
     except msgspec.ValidationError:
-        raise WireError(
-            "multiplexed agent frame must be a list of [key, message] pairs"
-        ) from None
+        raise WireError("multiplexed agent frame must be a list of [key, message] pairs") from None
     except msgspec.DecodeError as error:
         raise WireError(f"multiplexed agent frame is not msgpack: {error}") from None
     for key, _ in pairs:

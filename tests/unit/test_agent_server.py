@@ -121,7 +121,7 @@ def test_an_upgrade_is_answered_101_with_the_accept_token():
     run(test)
 
 
-def test_a_registration_is_answered_and_pings_come_in_the_same_frame():
+def test_a_registration_is_answered_in_one_frame():
     async def test(service: MasterService) -> None:
         socket, transport = connected(service, upgrade())
         transport.take()
@@ -132,7 +132,7 @@ def test_a_registration_is_answered_and_pings_come_in_the_same_frame():
         await turns()
         (message,) = server_messages(transport.take())
         kinds = [m["type"] for m in channel.decode_frame(message.payload)]
-        assert kinds == ["REGISTERED", "PING"]
+        assert kinds == ["REGISTERED"]  # the first PING comes one ping interval later
         assert len(service.master.agents) == 1
         socket.connection_lost(None)
         (agent,) = service.master.agents.values()

@@ -28,10 +28,15 @@ def agent_profile(info: AgentInfo, capabilities: frozenset[str]) -> AgentProfile
 
 
 def _start_pinging(master: MasterCore, agent: Agent, now: float) -> None:
+    """The first ping goes one ping interval after (re-)registration, which itself shows
+    the agent alive: a failover's herd of re-registering agents is not pinged, and
+    answering, in the same burst."""
     agent.timer_epoch += 1
     agent.pings_missed = 0
     agent.pong_pending = False
-    master.arm(now, TimerKind.PING, agent.id, agent.timer_epoch)
+    master.arm(
+        now + master.options.agent_ping_timeout_s, TimerKind.PING, agent.id, agent.timer_epoch
+    )
 
 
 @handles(ev.RegisterAgent)

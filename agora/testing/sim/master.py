@@ -62,6 +62,11 @@ class SimMaster:
 
     def handle(self, event: ev.MasterEvent) -> None:
         sim = self.sim
+        if self._superseded(event):
+            # As the real master's shell: a registration written on an older connection
+            # and delivered after the agent's newer one is stale (MasterService.superseded).
+            sim.trace.append(f"{sim.now:9.3f} -> m{self.epoch} stale {_brief(event)}")
+            return
         sim.trace.append(f"{sim.now:9.3f} -> m{self.epoch} {type(event).__name__} {_brief(event)}")
         commands = self.core.handle(event, sim.now)
         for command in commands:
@@ -72,6 +77,15 @@ class SimMaster:
         if self.registrar.idle:
             sim.checker.registry_settled(self)
         self._arm_tick()
+
+    def _superseded(self, event: ev.MasterEvent) -> bool:
+        if isinstance(event, ev.ReregisterAgent):
+            agent = self.core.agents.get(event.agent_id)
+        elif isinstance(event, ev.RegisterAgent):
+            agent = self.core.agent_at(event.info.hostname, event.info.port)
+        else:
+            return False
+        return agent is not None and _serial(event.connection_id) < _serial(agent.connection_id)
 
     def _arm_tick(self) -> None:
         """One timer for the core at its next deadline. Re-arming for an earlier
@@ -211,6 +225,11 @@ def _as_framework(caller: Caller) -> SimFramework:
 
     assert isinstance(caller, SimFramework)
     return caller
+
+
+def _serial(connection_id: str) -> int:
+    """The simulation's connections are `conn<n>`, numbered as they are opened."""
+    return int(connection_id.removeprefix("conn"))
 
 
 def _brief(event: ev.MasterEvent) -> str:
