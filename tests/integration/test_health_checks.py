@@ -75,7 +75,7 @@ def test_http_health_check_turns_unhealthy_and_kills_the_task(tmp_path: Path) ->
     check = fast(type="HTTP", http={"port": port, "path": "/ok"}, consecutive_failures=2)
     task = command_task(
         "web",
-        f"echo fine > ok; (sleep 2; rm ok) & {serve(port)}",
+        f"echo fine > ok; (sleep 4; rm ok) & {serve(port)}",
         health_check={**check, "grace_period_seconds": 20},
     )
     with cluster(tmp_path) as fw:
@@ -96,12 +96,14 @@ def test_tcp_and_command_health_checks(tmp_path: Path) -> None:
         serve(port),
         health_check=fast(type="TCP", tcp={"port": port}, grace_period_seconds=20),
     )
+    # Healthy until the task creates `gone`: the check cannot run before the task's
+    # shell does its first step and see it unhealthy first.
     cmd = command_task(
         "cmd",
-        "touch here; sleep 2; rm here; sleep 100",
+        "sleep 3; touch gone; sleep 100",
         health_check=fast(
             type="COMMAND",
-            command={"value": "test -f here"},
+            command={"value": "test ! -e gone"},
             consecutive_failures=1000,
             grace_period_seconds=0,
         ),
