@@ -39,7 +39,7 @@ async def main(give_up: bool) -> None:
         await driver.run()
     except ExecutorError:
         if give_up:
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # alive until killed, never re-subscribing
         raise
 
 

@@ -102,6 +102,13 @@ async def turns(n: int = 4) -> None:
         await asyncio.sleep(0)
 
 
+async def answered(transport: FakeTransport, timeout_s: float = 5.0) -> None:
+    """Until the master has written something back (after the admission's registry write)."""
+    async with asyncio.timeout(timeout_s):
+        while not transport.written:
+            await asyncio.sleep(0.005)
+
+
 def connected(service: MasterService, request: bytes) -> tuple[AgentSocket, FakeTransport]:
     transport = FakeTransport()
     socket = AgentSocket(service)
@@ -128,7 +135,7 @@ def test_a_registration_is_answered_in_one_frame():
         info = SwarmSpec().agent_info(1)
         hello = channel.encode_frame([channel.register(info, CAPABILITIES, "v")])
         socket.data_received(client_frame(wsf.OP_BINARY, hello))
-        await asyncio.sleep(0.05)  # the registry write of the admission
+        await answered(transport)
         await turns()
         (message,) = server_messages(transport.take())
         kinds = [m["type"] for m in channel.decode_frame(message.payload)]
@@ -148,7 +155,7 @@ def test_a_multiplexed_socket_gives_each_key_its_own_connection():
         spec = SwarmSpec()
         pairs = [(key, channel.register(spec.agent_info(key), CAPABILITIES, "v")) for key in (0, 9)]
         socket.data_received(client_frame(wsf.OP_BINARY, mux.encode_mux_frame(pairs)))
-        await asyncio.sleep(0.05)
+        await answered(transport)
         await turns()
         (message,) = server_messages(transport.take())
         answers = mux.decode_mux_frame(message.payload)
