@@ -13,7 +13,7 @@ from agora.core.master import events as ev
 from agora.core.master import registry as reg
 from agora.core.master.info import AgentInfo
 from agora.core.master.maintenance import InvalidSchedule, validate_schedule
-from agora.core.master.model import MasterOptions
+from agora.core.master.model import MasterOptions, UnreachableAgent
 from agora.core.quantities import Limits, Quantities
 from agora.core.task_states import Reason, TaskState
 from tests.unit.master_kit import AGENT_RESOURCES, MASTER_ID, Driver, Out, res
@@ -125,7 +125,7 @@ def test_recovery_restores_weights_quota_schedule_and_agent_lists():
     d = recovered_driver(
         reg.Registry(
             agents={"a1": INFO},
-            unreachable={"a2": reg.UnreachableEntry(INFO, 7.0)},
+            unreachable={"a2": UnreachableAgent(INFO, 7.0)},
             gone={"a3": 8.0},
             weights={"eng": 2.0},
             quotas={"eng": quota},
@@ -197,7 +197,7 @@ def test_registry_gc_prunes_old_and_excess_entries():
     )
     d = recovered_driver(
         reg.Registry(
-            unreachable={f"u{i}": reg.UnreachableEntry(INFO, float(i)) for i in range(3)},
+            unreachable={f"u{i}": UnreachableAgent(INFO, float(i)) for i in range(3)},
             gone={"old": -500.0, "new": 0.0},
         ),
         options,

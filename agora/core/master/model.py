@@ -163,7 +163,9 @@ class Agent:
         return {framework_id: sums.total(tuple(p)) for framework_id, p in parts.items()}
 
 
-@dataclass
+@dataclass(frozen=True)
 class UnreachableAgent:
+    """An agent recorded unreachable (in the master and in the registry) and since when."""
+
     info: AgentInfo
     since: float

@@ -24,8 +24,7 @@ def on_registry_recovered(master: MasterCore, event: ev.RegistryRecovered, now: 
         master.allocator.update_quota(role, quota)
     master.maintenance_schedule = registry.maintenance_schedule
     master.gone_agents.update(registry.gone)
-    for agent_id, entry in registry.unreachable.items():
-        master.unreachable_agents[agent_id] = UnreachableAgent(entry.info, entry.since)
+    master.unreachable_agents.update(registry.unreachable)
     for agent_id, info in registry.agents.items():
         if agent_id not in master.agents:
             master.recovered_agents[agent_id] = info
@@ -48,15 +47,12 @@ def recovery_timeout(master: MasterCore, now: float) -> None:
 def registry_gc(master: MasterCore, now: float) -> None:
     options = master.options
     master.arm(now + options.registry_gc_interval_s, TimerKind.REGISTRY_GC, "")
-    known = reg.Registry(
-        unreachable={
-            agent_id: reg.UnreachableEntry(entry.info, entry.since)
-            for agent_id, entry in master.unreachable_agents.items()
-        },
-        gone=master.gone_agents,
-    )
     pruned = reg.prune(
-        known, now, options.registry_max_agent_age_s, options.registry_max_agent_count
+        master.unreachable_agents,
+        master.gone_agents,
+        now,
+        options.registry_max_agent_age_s,
+        options.registry_max_agent_count,
     )
     if pruned is None:
         return

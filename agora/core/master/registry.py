@@ -27,14 +27,9 @@ from typing import Any
 
 from agora.core.allocator.quota import Quota
 from agora.core.master.info import AgentInfo, MasterInfo
+from agora.core.master.model import UnreachableAgent
 
 Json = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class UnreachableEntry:
-    info: AgentInfo
-    since: float
 
 
 # ------------------------------------------------------------------ operations
@@ -130,7 +125,7 @@ Operation = (
 class Registry:
     leader: MasterInfo | None = None
     agents: Mapping[str, AgentInfo] = field(default_factory=dict)
-    unreachable: Mapping[str, UnreachableEntry] = field(default_factory=dict)
+    unreachable: Mapping[str, UnreachableAgent] = field(default_factory=dict)
     gone: Mapping[str, float] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
     quotas: Mapping[str, Quota] = field(default_factory=dict)
@@ -149,7 +144,7 @@ class Registry:
             agents = {**self.agents, operation.agent_id: operation.info}
             return replace(self, agents=agents, unreachable=unreachable)
         if isinstance(operation, MarkUnreachable):
-            entry = UnreachableEntry(operation.info, operation.since)
+            entry = UnreachableAgent(operation.info, operation.since)
             unreachable = {**self.unreachable, operation.agent_id: entry}
             return replace(
                 self, agents=_without(self.agents, operation.agent_id), unreachable=unreachable
@@ -191,14 +186,20 @@ def _without(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
     return out
 
 
-def prune(registry: Registry, now: float, max_age_s: float, max_count: int) -> PruneAgents | None:
+def prune(
+    unreachable_agents: Mapping[str, UnreachableAgent],
+    gone_agents: Mapping[str, float],
+    now: float,
+    max_age_s: float,
+    max_count: int,
+) -> PruneAgents | None:
     """Which unreachable and gone entries registry GC drops: older than `max_age_s`, and
     the oldest beyond `max_count` of each list (Mesos's registry_max_agent_age / _count).
     None when nothing is due."""
     unreachable = _expired(
-        {k: v.since for k, v in registry.unreachable.items()}, now, max_age_s, max_count
+        {k: v.since for k, v in unreachable_agents.items()}, now, max_age_s, max_count
     )
-    gone = _expired(dict(registry.gone), now, max_age_s, max_count)
+    gone = _expired(gone_agents, now, max_age_s, max_count)
     if not unreachable and not gone:
         return None
     return PruneAgents(unreachable=unreachable, gone=gone)

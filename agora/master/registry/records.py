@@ -20,6 +20,7 @@ import msgspec
 
 from agora.core.master import registry as reg
 from agora.core.master.info import MasterInfo
+from agora.core.master.model import UnreachableAgent
 from agora.master.registry.store import Change, Delete, Put, StoreError, Transaction
 from agora.wire.agent_channel import (
     agent_info_from_json,
@@ -102,7 +103,7 @@ def _registry(records: Mapping[str, Mapping[str, bytes]]) -> reg.Registry:
     unreachable = {}
     for agent_id, value in records.get(UNREACHABLE, {}).items():
         data = _decode(value)
-        unreachable[agent_id] = reg.UnreachableEntry(
+        unreachable[agent_id] = UnreachableAgent(
             agent_info_from_json(data["info"]), float(data["since"])
         )
     quotas = {}
